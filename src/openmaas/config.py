@@ -1,0 +1,129 @@
+"""Typed settings: every ``OPENMAAS_*`` environment variable, in one place.
+
+Values come, highest priority first, from keyword arguments, the environment
+(``OPENMAAS_DATABASE_URL`` …), a TOML file named by ``OPENMAAS_CONFIG`` and the
+defaults below. Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENMAAS_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("./data"),
+        description="Folder for the default SQLite database, artifacts and temporary files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: a SQLite file in `home`. "
+        "PostgreSQL: postgresql+psycopg://user:pw@host/db",
+    )
+    artifact_url: str | None = Field(
+        default=None,
+        description="Artifact store root: a local folder (default `home`/artifacts) "
+        "or s3://bucket/prefix.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3 API endpoint (MinIO, moto).")
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    url: str = Field(default="http://127.0.0.1:8000", description="Server URL used by the CLI.")
+    token: str | None = Field(default=None, description="API token used by the CLI and SDK.")
+
+    max_upload_bytes: int = Field(default=4 * GiB, description="Largest accepted upload.")
+    max_field_bytes: int = Field(default=MiB, description="Largest accepted CSV/JSON field.")
+    max_rows: int = Field(default=200_000_000, description="Most rows in one dataset version.")
+    max_columns: int = Field(default=10_000, description="Most columns in one dataset.")
+    profile_sample_rows: int = Field(
+        default=10_000, description="Rows kept as a random sample in each profile."
+    )
+    token_default_days: int = Field(default=90, description="Default API token lifetime.")
+    sqlite_busy_timeout_s: float = 30.0
+    trust_proxy_headers: bool = Field(
+        default=False, description="Take the client address from X-Forwarded-For."
+    )
+    secret_admin_password: str | None = Field(
+        default=None, description="Password for the bootstrapped admin (random if unset)."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("OPENMAAS_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @field_validator("max_upload_bytes", "max_field_bytes", "max_rows", "max_columns")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("must be positive")
+        return v
+
+    # Derived locations -----------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'openmaas.db').resolve()}"
+
+    @property
+    def resolved_artifact_url(self) -> str:
+        if self.artifact_url:
+            return self.artifact_url
+        return str((self.home / "artifacts").resolve())
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space for uploads being received; emptied on start."""
+        return (self.home / "tmp").resolve()
+
+    def storage_options(self) -> dict[str, Any]:
+        """fsspec options for an ``s3://`` artifact store."""
+        opts: dict[str, Any] = {}
+        client_kwargs: dict[str, Any] = {}
+        if self.s3_endpoint_url:
+            client_kwargs["endpoint_url"] = self.s3_endpoint_url
+        if self.s3_region:
+            client_kwargs["region_name"] = self.s3_region
+        if client_kwargs:
+            opts["client_kwargs"] = client_kwargs
+        if self.s3_access_key_id:
+            opts["key"] = self.s3_access_key_id
+        if self.s3_secret_access_key:
+            opts["secret"] = self.s3_secret_access_key
+        return opts
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
