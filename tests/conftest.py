@@ -14,12 +14,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
-
+from openmaas.client import Client
 from openmaas.config import Settings
 from openmaas.domain.context import Ctx, Platform
 from openmaas.domain.identity import bootstrap_admin, principal_for_user
+from tests.s3 import S3Server, s3_server
 
 PG_URL = os.environ.get("OPENMAAS_TEST_DATABASE_URL")
+__all__ = ["S3Server", "s3_server"]
 
 
 def _wipe_postgres(url: str) -> None:
@@ -81,13 +83,11 @@ def admin_token(platform: Platform) -> str:
     return boot.token
 
 
-def sdk(http: TestClient, token: str | None) -> "Client":
+def sdk(http: TestClient, token: str | None) -> Client:
     """An SDK client talking to the in-process app."""
-    from openmaas.client import Client
-
     return Client("http://testserver", token, http=http)
 
 
 @pytest.fixture
-def admin(http: TestClient, admin_token: str) -> "Client":  # noqa: F821
+def admin(http: TestClient, admin_token: str) -> Client:
     return sdk(http, admin_token)

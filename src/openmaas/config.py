@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     trust_proxy_headers: bool = Field(
         default=False, description="Take the client address from X-Forwarded-For."
     )
-    secret_admin_password: str | None = Field(
-        default=None, description="Password for the bootstrapped admin (random if unset)."
+    admin_password: str | None = Field(
+        default=None,
+        description="Password of the first admin, made on first start (random if unset).",
     )
 
     @classmethod

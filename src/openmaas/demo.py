@@ -26,19 +26,27 @@ PROJECT = "benchmarks"
 # name -> (loader, task type, metric list, description)
 DEMOS: dict[str, tuple[str, str, list[str], str]] = {
     "breast_cancer": (
-        "load_breast_cancer", "binary", ["roc_auc", "accuracy", "log_loss"],
+        "load_breast_cancer",
+        "binary",
+        ["roc_auc", "accuracy", "log_loss"],
         "Wisconsin diagnostic breast cancer: 569 tumours, 30 features, malignant or benign.",
     ),
     "wine": (
-        "load_wine", "multiclass", ["accuracy", "log_loss"],
+        "load_wine",
+        "multiclass",
+        ["accuracy", "log_loss"],
         "Chemical analysis of 178 wines from three cultivars.",
     ),
     "digits": (
-        "load_digits", "multiclass", ["accuracy", "log_loss"],
+        "load_digits",
+        "multiclass",
+        ["accuracy", "log_loss"],
         "1,797 8x8 images of handwritten digits.",
     ),
     "diabetes": (
-        "load_diabetes", "regression", ["rmse", "mae", "r2"],
+        "load_diabetes",
+        "regression",
+        ["rmse", "mae", "r2"],
         "Disease progression one year after baseline for 442 diabetes patients.",
     ),
 }
@@ -49,7 +57,9 @@ def _frame(loader: str) -> Any:
 
     bunch = getattr(sklearn.datasets, loader)(as_frame=True)
     frame = bunch.frame.copy()
-    frame.columns = [str(c).replace(" ", "_").replace("(", "").replace(")", "") for c in frame.columns]
+    frame.columns = [
+        str(c).replace(" ", "_").replace("(", "").replace(")", "") for c in frame.columns
+    ]
     if "target" in frame and loader != "load_diabetes":
         names = getattr(bunch, "target_names", None)
         if names is not None:
@@ -68,13 +78,16 @@ def load_demo(platform: Platform) -> dict[str, Any]:
         ctx = platform.as_(principal_for_user(platform, admin.id))
     with platform.store.read() as s:
         project = s.scalar(
-            select(Project).join(Organization).where(
-                Organization.name == ORG, Project.name == PROJECT
-            )
+            select(Project)
+            .join(Organization)
+            .where(Organization.name == ORG, Project.name == PROJECT)
         )
     if project is None:
         project = projects.create(
-            ctx, ORG, PROJECT, visibility="public",
+            ctx,
+            ORG,
+            PROJECT,
+            visibility="public",
             description="Classic scikit-learn datasets with one benchmark task each.",
             licence="BSD-3-Clause (scikit-learn bundled data)",
         )
@@ -92,10 +105,16 @@ def load_demo(platform: Platform) -> dict[str, Any]:
                 path = Path(tmp) / f"{name}.parquet"
                 _frame(loader).to_parquet(path, index=False)
                 view, _ = datasets.create(
-                    ctx, project.id, name, path, "parquet",
+                    ctx,
+                    project.id,
+                    name,
+                    path,
+                    "parquet",
                     card=datasets.Card(
-                        description=description, source=f"sklearn.datasets.{loader}",
-                        licence="BSD-3-Clause", tags=["demo", "sklearn", task_type],
+                        description=description,
+                        source=f"sklearn.datasets.{loader}",
+                        licence="BSD-3-Clause",
+                        tags=["demo", "sklearn", task_type],
                     ),
                     target="target",
                 )
@@ -111,7 +130,11 @@ def load_demo(platform: Platform) -> dict[str, Any]:
                 }
             )
             tasks.create(
-                ctx, project.id, name, ds_id, spec,
+                ctx,
+                project.id,
+                name,
+                ds_id,
+                spec,
                 description=f"{description} Holdout 20%, inner 5-fold.",
             )
             created["tasks"].append(name)
@@ -121,9 +144,9 @@ def load_demo(platform: Platform) -> dict[str, Any]:
 def demo_project_id(platform: Platform) -> int:
     with platform.store.read() as s:
         pid = s.scalar(
-            select(Project.id).join(Organization).where(
-                Organization.name == ORG, Project.name == PROJECT
-            )
+            select(Project.id)
+            .join(Organization)
+            .where(Organization.name == ORG, Project.name == PROJECT)
         )
     if pid is None:
         raise NotFound("the demo project is not loaded: run `openmaas demo load`")

@@ -181,7 +181,8 @@ def test_unknown_fields_are_refused() -> None:
                 "sequence": seq(),
                 "protocol": outer(method="kfold"),
             },
-            "sequence tasks need a time or predefined outer split, not 'kfold' (random rows would leak the future into training)",
+            "sequence tasks need a time or predefined outer split, not 'kfold' "
+            "(random rows would leak the future into training)",
         ),
         (
             {
@@ -305,19 +306,29 @@ def test_unknown_columns_are_named_with_a_suggestion() -> None:
             target_columns=["label"],
             protocol=outer(method="group", group_column="zzz"),
         ),
-        "unknown group column 'zzz'; valid columns include 'label', 'price', 'city', 'when', 'note' and 2 more",
+        "unknown group column 'zzz'; valid columns include 'label', 'price', 'city', 'when', "
+        "'note' and 2 more",
     )
     rec = {"user_column": "user", "item_column": "city", "implicit": True}
     check(
         spec(type="recommendation", recommendation=rec),
-        "unknown user column 'user'; valid columns include 'label', 'price', 'city', 'when', 'note' and 2 more",
+        "unknown user column 'user'; valid columns include 'label', 'price', 'city', 'when', "
+        "'note' and 2 more",
     )
     check(
         spec(type="regression", target_columns=["price"], protocol={"stratify_column": "citty"}),
         "unknown stratify column 'citty'; did you mean 'city'?",
     )
+    check(
+        spec(
+            type="binary",
+            target_columns=["label"],
+            protocol=outer(method="predefined_column", column="folds"),
+        ),
+        "unknown fold column 'folds'; did you mean 'fold'?",
+    )
     with pytest.raises(
-        InvalidInput, match="^unknown target column 'label'; the dataset has no columns$"
+        InvalidInput, match=r"^unknown target column 'label'; the dataset has no columns$"
     ):
         validate_task(spec(type="binary", target_columns=["label"]), {}, 10)
 

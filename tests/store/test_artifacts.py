@@ -25,7 +25,7 @@ from openmaas.store.artifacts.base import blob_key
 from openmaas.testing.artifacts import ArtifactStoreSuite, sha256
 
 if TYPE_CHECKING:  # conftest modules are not importable at run time
-    from tests.store.conftest import S3Server
+    from tests.s3 import S3Server
 
 BACKENDS = ["local", pytest.param("s3", marks=pytest.mark.s3)]
 

@@ -18,7 +18,9 @@ def _writer(url: str, worker: int) -> None:
     for i in range(WRITES):
         with store.write() as s:
             # A read-modify-write on one shared row: lost updates would show here.
-            org = s.scalar(select(Organization).where(Organization.name == "counter").with_for_update())
+            org = s.scalar(
+                select(Organization).where(Organization.name == "counter").with_for_update()
+            )
             assert org is not None
             org.description = str(int(org.description) + 1)
             s.add(AuditEvent(action="test", resource_type="t", resource_id=f"{worker}-{i}"))

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from openmaas import __version__
 from openmaas.api import handlers, schemas
@@ -34,7 +34,6 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
         title="OpenMaaS",
         version=__version__,
         description="Share datasets, define benchmark tasks, train, serve and govern models.",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",

@@ -243,11 +243,13 @@ class Datasets:
         *,
         format: str | None = None,
         note: str = "",
+        target: str | None = None,
         progress: Progress | None = None,
     ) -> DatasetVersion:
-        """Append rows as a new version of the dataset."""
+        """Append rows as a new version of the dataset (``target``: profile associations)."""
         path = f"/datasets/{_id(dataset)}/versions"
-        return DatasetVersion(self._send(path, data, format, {"note": note}, progress))
+        params = {"note": note, "target": target}
+        return DatasetVersion(self._send(path, data, format, params, progress))
 
     def _send(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import time
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -35,10 +37,22 @@ class Platform:
         )
 
     def prepare(self) -> None:
-        """Create folders and bring the database schema up to date."""
+        """Create folders, bring the database schema up to date, drop stale scratch files.
+
+        Scratch files of a crashed process are never visible as data; those older
+        than an hour are removed here (younger ones may belong to a live process).
+        """
         self.settings.home.mkdir(parents=True, exist_ok=True)
-        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.settings.tmp_dir
+        tmp.mkdir(parents=True, exist_ok=True)
         self.store.upgrade()
+        cutoff = time.time() - 3600
+        for leftover in tmp.iterdir():
+            if leftover.stat().st_mtime < cutoff:
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
 
     def as_(self, principal: Principal = ANONYMOUS) -> Ctx:
         return Ctx(self, principal)

@@ -332,7 +332,7 @@ def bootstrap_admin(
         existing = s.scalar(select(User).where(User.is_admin.is_(True)).order_by(User.id))
         if existing is not None:
             return Bootstrap(existing, None, None)
-        password = password or secrets.token_urlsafe(12)
+        password = password or platform.settings.admin_password or secrets.token_urlsafe(12)
         user = _insert_user(
             platform.as_(system), username, password, None, "Administrator", True, session=s
         )

@@ -18,6 +18,8 @@ with ``needs_scores`` take scores or probabilities instead of hard predictions:
   training, are never ranked nor counted as relevant). Users with no relevant
   item are left out of the mean, as RecBole does.
 
+A metric undefined on the given values (one class only for ``roc_auc``, one row
+for ``r2``) raises :class:`~openmaas.errors.InvalidInput` rather than returning NaN.
 Multitarget tasks pass ``(n, targets)`` matrices and get the mean over targets
 of the per-target score. Names are for users (see :func:`get_metric`).
 """
@@ -25,6 +27,7 @@ of the per-target score. Names are for users (see :func:`get_metric`).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 from openmaas.errors import InvalidInput
 
@@ -76,10 +80,12 @@ class Metric:
         if self.k is not None:
             kw["k"] = self.k
         try:
-            return float(self.fn(y_true, y_pred, **kw))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UndefinedMetricWarning)
+                return float(self.fn(y_true, y_pred, **kw))
         except InvalidInput:
             raise
-        except ValueError as e:
+        except (ValueError, UndefinedMetricWarning) as e:
             raise InvalidInput(
                 f"cannot compute {self.name}: {e}", details={"metric": self.name}
             ) from e

@@ -276,16 +276,13 @@ def _inner_folds(spec: TaskSpec, cols: Columns, rows: Index, scope: Scope) -> Fo
 
 
 def _checked(splits: Splits) -> Splits:
-    """``splits`` if every test/validation part has a row and every training part two."""
+    """``splits`` if every test/validation part has a row and every inner training part two.
+
+    (Outer training parts then have at least three rows.)
+    """
     for f in range(splits.n_outer):
-        train, test = splits.train_test(f)
-        if test.size == 0:
+        if not (splits.outer == f).any():
             raise InvalidInput(f"outer fold {f} has no test rows")
-        if train.size < 2:
-            raise InvalidInput(
-                f"outer fold {f} has {_folds.rows_text(train.size)} to train on; "
-                "at least 2 are needed"
-            )
         folds = splits.inner[f]
         valid = np.bincount(folds[folds >= 0], minlength=splits.n_inner)
         if splits.time_ordered:
@@ -424,8 +421,23 @@ def _check_rebase(old: Splits, spec: TaskSpec, new_frame: pd.DataFrame, n_old: i
             f"the new version has {_folds.rows_text(len(new_frame))}, "
             f"fewer than the {n_old} old ones"
         )
-    if old.n_inner != spec.protocol.inner_folds or old.time_ordered != spec.time_ordered:
+    declared = _declared_folds(spec)
+    if (
+        old.n_inner != spec.protocol.inner_folds
+        or old.time_ordered != spec.time_ordered
+        or declared not in (None, old.n_outer)
+    ):
         raise InvalidInput("the old splits were not made with this task's protocol")
+
+
+def _declared_folds(spec: TaskSpec) -> int | None:
+    """The number of outer folds ``spec`` asks for, or None if the data decides."""
+    outer = spec.protocol.outer
+    if isinstance(outer, KFoldSplit | GroupSplit) and outer.k is not None:
+        return outer.k
+    if isinstance(outer, PredefinedIndicesSplit):
+        return len(outer.folds)
+    return None if isinstance(outer, PredefinedColumnSplit) else 1
 
 
 def _rebase_outer(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from openmaas.api import convert, schemas
 from openmaas.api.deps import CtxDep, Limit, Offset
@@ -198,9 +198,10 @@ def get_version(dataset_id: int, version: Version, ctx: CtxDep) -> schemas.Versi
 
 
 @router.get("/datasets/{dataset_id}/versions/{version}/profile")
-def get_profile(dataset_id: int, version: Version, ctx: CtxDep) -> ORJSONResponse:
+def get_profile(dataset_id: int, version: Version, ctx: CtxDep) -> Response:
     """Per-column statistics, histograms, top values and a random sample of rows."""
-    return ORJSONResponse(datasets.profile(ctx, dataset_id, version))
+    body = orjson.dumps(datasets.profile(ctx, dataset_id, version))
+    return Response(body, media_type="application/json")
 
 
 @router.get(

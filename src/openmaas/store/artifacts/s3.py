@@ -74,18 +74,19 @@ class S3ArtifactStore(ArtifactStore):
         self._prefix = f"{prefix}/" if prefix else ""
         # Listing caches would hide blobs written by other processes.
         self._options = {"use_listings_cache": False, **(storage_options or {})}
-        self._fs_pid = -1
-        self._fs_cached: Any = None
-        self._fs  # noqa: B018 - fail on bad options here, not at first use
+        self._pid = os.getpid()
+        self._fs_of_pid = self._connect()
+
+    def _connect(self) -> Any:
+        with _s3_errors("configure the S3 client"):
+            return s3fs.S3FileSystem(**self._options)
 
     @property
     def _fs(self) -> Any:
-        """The s3fs filesystem of this process: s3fs objects must not cross a fork."""
-        if self._fs_pid != os.getpid():
-            with _s3_errors("configure the S3 client"):
-                self._fs_cached = s3fs.S3FileSystem(**self._options)
-            self._fs_pid = os.getpid()
-        return self._fs_cached
+        """This process's s3fs filesystem: s3fs objects must not cross a fork."""
+        if self._pid != os.getpid():
+            self._fs_of_pid, self._pid = self._connect(), os.getpid()
+        return self._fs_of_pid
 
     def __repr__(self) -> str:
         return f"S3ArtifactStore('s3://{self.bucket}/{self._prefix}')"

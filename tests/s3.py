@@ -1,4 +1,4 @@
-"""Store test fixtures: a real S3 API, served by moto in a subprocess."""
+"""A real S3 API for tests, served by moto in a subprocess (fixture `s3_server`)."""
 
 from __future__ import annotations
 

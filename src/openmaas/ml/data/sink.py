@@ -1,0 +1,127 @@
+"""Writing the output Parquet file atomically, on a background thread.
+
+Tables are encoded on one writer thread while the caller parses and profiles
+the next block, so encoding overlaps the rest of the pipeline. The file is
+written under a temporary name beside ``out`` and renamed only on success; on
+any error it is deleted, so ``out`` never holds half a dataset.
+
+Encoding: snappy; dictionary pages only for columns whose first batch repeats
+values (dictionary-building a unique column costs time and is then abandoned);
+min/max statistics for all but string columns (comparing strings costs ~6 % of
+the write and text statistics rarely prune anything); row groups of 64k to 1M
+rows (small batches are coalesced).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+COMPRESSION = "snappy"
+MIN_ROW_GROUP_ROWS = 1 << 16
+MAX_ROW_GROUP_ROWS = 1 << 20
+MAX_BUFFER_BYTES = 128 << 20
+MAX_PENDING = 2
+
+
+class ParquetSink:
+    """Streams tables of one schema into ``out``; use as a context manager."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+        self._writer: pq.ParquetWriter | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="openmaas-parquet")
+        self._pending: deque[Future[None]] = deque()
+        self._buffer: list[pa.Table] = []
+        self._buffered_rows = 0
+        self._buffered_bytes = 0
+        self._committed = False
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._committed:
+            self.abort()
+
+    def write(self, table: pa.Table) -> None:
+        self._buffer.append(table)
+        self._buffered_rows += table.num_rows
+        self._buffered_bytes += table.nbytes
+        if self._buffered_rows >= MIN_ROW_GROUP_ROWS or self._buffered_bytes >= MAX_BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = self._buffer[0] if len(self._buffer) == 1 else pa.concat_tables(self._buffer)
+        self._buffer, self._buffered_rows, self._buffered_bytes = [], 0, 0
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self.tmp,
+                table.schema,
+                compression=COMPRESSION,
+                use_dictionary=_dictionary_columns(table),
+                write_statistics=[
+                    f.name for f in table.schema if not pa.types.is_string(f.type)
+                ],
+            )
+        self._pending.append(
+            self._pool.submit(self._writer.write_table, table, row_group_size=MAX_ROW_GROUP_ROWS)
+        )
+        while len(self._pending) > MAX_PENDING:
+            self._pending.popleft().result()
+
+    def commit(self) -> int:
+        """Finish the file, move it to ``out`` and return its size in bytes."""
+        self._flush()
+        while self._pending:
+            self._pending.popleft().result()
+        self._pool.shutdown()
+        if self._writer is None:
+            raise RuntimeError("commit() of an empty ParquetSink")
+        self._writer.close()
+        self._writer = None
+        os.replace(self.tmp, self.out)
+        self._committed = True
+        return self.out.stat().st_size
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary file."""
+        for fut in self._pending:
+            fut.cancel()
+        self._pool.shutdown(wait=True)
+        self._pending.clear()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
+
+
+def _dictionary_columns(table: pa.Table) -> list[str]:
+    """Columns worth dictionary-encoding: strings and integers that repeat."""
+    out = []
+    n = max(1, table.num_rows)
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        t = col.type
+        if not (pa.types.is_string(t) or pa.types.is_integer(t)):
+            continue
+        if pc.count_distinct(col).as_py() * 4 <= n:
+            out.append(name)
+    return out
