@@ -7,21 +7,23 @@ fitting the pipeline on a fold's training part never sees its test part.
 
 Per column kind (input: a pandas DataFrame as read from our Parquet files):
 
-============  ==============================================  =========================
-kind          ``onehot`` / ``ordinal``                        ``native`` (LightGBM)
-============  ==============================================  =========================
-numeric       median impute + missing indicator, standardise  float, NaN kept
-boolean       0/1, most-frequent impute + missing indicator   0/1, NaN kept
-datetime      year, month, day, day_of_week, hour, days since  the same six, NaN kept
-              1970 (wall clock in the column's time zone),
-              then as numeric
-text          length in characters and words, then as         the two counts, NaN kept
-              numeric (no vocabulary: cheap and leak-free)
-categorical   ``onehot``: most-frequent impute, one-hot;      integer codes as
-              unseen and infrequent values share a column     ``ordinal``
-              (or none); ``ordinal``: integer codes 1..n,
-              0 for missing or unseen values
-============  ==============================================  =========================
+============  ===============================================  ======================
+kind          ``onehot`` / ``ordinal``                         ``native`` (LightGBM)
+============  ===============================================  ======================
+numeric       median impute + missing indicator, standardise   float, NaN kept
+boolean       0/1, most-frequent impute + missing indicator    0/1, NaN kept
+datetime      year, month, day, day_of_week, hour and days     the same six, NaN kept
+              since 1970 (wall clock in the column's time
+              zone), then as numeric
+text          length in characters and in words, then as       the two counts, NaN
+              numeric (no vocabulary: cheap and leak-free)     kept
+categorical   ``onehot``: most-frequent impute, one column     codes as ``ordinal``
+              per value; rare values (``min_frequency``,
+              ``max_categories``) share one, which unseen
+              values join (all zeros if there is none).
+              ``ordinal``: codes 1..n (rare values share
+              one), 0 for missing or unseen values
+============  ===============================================  ======================
 
 Values are compared as strings, so an integer id forced to ``categorical``
 works. Categorical code columns come last; after ``fit``,

@@ -236,7 +236,15 @@ class Algorithm(BaseEstimator, abc.ABC):  # type: ignore[misc]
 
     @abc.abstractmethod
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> Self:
-        """Fit; iterative algorithms accept ``X_valid``, ``y_valid``, ``callbacks``."""
+        """Fit and return ``self``. Fit parameters the engine passes (see
+        :func:`openmaas.ml.preprocessing.fit_pipeline`), and only these:
+
+        - ``iterative``: ``X_valid``, ``y_valid`` (early stopping), ``callbacks``;
+        - ``preprocessing`` ``ordinal``/``native``: ``categorical_features`` (output
+          column indices holding category codes, 0 = missing or unseen) and
+          ``cardinalities`` (codes per such column, 0 included);
+        - ``warm_start_capable``: ``init_model``, a fitted parent of the same class.
+        """
 
     @abc.abstractmethod
     def predict(self, X: Any) -> Any: ...

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from io import BufferedReader
 
 import pyarrow as pa
 
@@ -86,7 +86,7 @@ class BlockReader:
 
     def __init__(
         self,
-        f: BinaryIO,
+        f: BufferedReader,
         *,
         block_bytes: int,
         quote_aware: bool,
@@ -156,7 +156,7 @@ class BlockFormat(ABC):
     """Set for an append: a column the types do not name is an error, not a new column."""
 
     @abstractmethod
-    def _blocks(self) -> Iterator[Block]: ...
+    def _blocks(self) -> Generator[Block, None, None]: ...
 
     @abstractmethod
     def _parse(self, block: Block, types: Mapping[str, pa.DataType]) -> pa.Table: ...

@@ -19,7 +19,7 @@ import contextlib
 import csv
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -75,10 +75,11 @@ class CsvFormat(BlockFormat):
         self.inferred = {
             n: normalise_type(t) for n, t in zip(self.names, table.schema.types, strict=True)
         }
+        self._first: pa.Table | None = table  # reused by the first read() if types agree
 
     # -- parsing -----------------------------------------------------------------
 
-    def _blocks(self) -> Iterator[Block]:
+    def _blocks(self) -> Generator[Block, None, None]:
         with open(self.src, "rb") as f:
             f.seek(self.data_start)
             yield from BlockReader(
@@ -124,7 +125,10 @@ class CsvFormat(BlockFormat):
         )
 
     def _parse(self, block: Block, types: Mapping[str, pa.DataType]) -> pa.Table:
-        table = self._read(block, types)
+        first, self._first = self._first, None
+        table = _reuse(first, types) if block.index == 0 and first is not None else None
+        if table is None:
+            table = self._read(block, types)
         if not self.quote_aware:
             block.one_row_per_line = table.num_rows == _count_lines(block.data)
         return table
@@ -244,6 +248,25 @@ class CsvFormat(BlockFormat):
             f"row {row}: a quoted field is never closed (unbalanced quotes)",
             details={"row": row},
         )
+
+
+def _reuse(table: pa.Table, types: Mapping[str, pa.DataType]) -> pa.Table | None:
+    """The inference parse of the first block, if it has (or casts losslessly to) ``types``."""
+    for i, f in enumerate(table.schema):
+        want = types[f.name]
+        if f.type == want:
+            continue
+        lossless = (
+            pa.types.is_timestamp(f.type)
+            and pa.types.is_timestamp(want)
+            and f.type.tz == want.tz
+            and f.type.unit in ("s", "ms")
+            and want.unit in ("us", "ns")
+        )
+        if not lossless:
+            return None
+        table = table.set_column(i, f.name, table.column(i).cast(want))
+    return table
 
 
 def _count_lines(data: memoryview) -> int:

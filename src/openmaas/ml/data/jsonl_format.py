@@ -13,7 +13,7 @@ give the 1-based line number in the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 
 import orjson
@@ -63,7 +63,7 @@ class JsonlFormat(BlockFormat):
         if table.num_rows == 0:
             raise InvalidFile("the file has no data rows")
 
-    def _blocks(self) -> Iterator[Block]:
+    def _blocks(self) -> Generator[Block, None, None]:
         with open(self.src, "rb") as f:
             yield from BlockReader(
                 f,

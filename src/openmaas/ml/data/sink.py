@@ -5,8 +5,9 @@ the next block, so encoding overlaps the rest of the pipeline. The file is
 written under a temporary name beside ``out`` and renamed only on success; on
 any error it is deleted, so ``out`` never holds half a dataset.
 
-Encoding: snappy; dictionary pages only for columns whose first batch repeats
-values (dictionary-building a unique column costs time and is then abandoned);
+Encoding: snappy; dictionary pages only for string columns whose first batch
+repeats values (dictionary-building a unique column costs time and is then
+abandoned);
 min/max statistics for all but string columns (comparing strings costs ~6 % of
 the write and text statistics rarely prune anything); row groups of 64k to 1M
 rows (small batches are coalesced).
@@ -77,9 +78,7 @@ class ParquetSink:
                 table.schema,
                 compression=COMPRESSION,
                 use_dictionary=_dictionary_columns(table),
-                write_statistics=[
-                    f.name for f in table.schema if not pa.types.is_string(f.type)
-                ],
+                write_statistics=[f.name for f in table.schema if not pa.types.is_string(f.type)],
             )
         self._pending.append(
             self._pool.submit(self._writer.write_table, table, row_group_size=MAX_ROW_GROUP_ROWS)
@@ -115,12 +114,11 @@ class ParquetSink:
 
 
 def _dictionary_columns(table: pa.Table) -> list[str]:
-    """Columns worth dictionary-encoding: strings and integers that repeat."""
+    """Columns worth dictionary-encoding: strings that repeat (numbers compress anyway)."""
     out = []
     n = max(1, table.num_rows)
     for name, col in zip(table.column_names, table.columns, strict=True):
-        t = col.type
-        if not (pa.types.is_string(t) or pa.types.is_integer(t)):
+        if not pa.types.is_string(col.type):
             continue
         if pc.count_distinct(col).as_py() * 4 <= n:
             out.append(name)
