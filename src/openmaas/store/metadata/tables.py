@@ -258,5 +258,129 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Jobs -----------------------------------------------------------------------------
+
+
+class Job(Base):
+    """A unit of background work; its row is the queue entry and its state machine.
+
+    Every transition is a conditional UPDATE. ``attempt_id`` fences attempts:
+    a worker may only change a job (heartbeat, checkpoint, finish) while the
+    row still carries the attempt id it claimed it with.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim", "state", "priority", "id"),
+        Index("ix_jobs_lease", "state", "lease_expires_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    attempt_id: Mapped[str | None] = mapped_column(String(32))
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    not_before: Mapped[datetime | None] = mapped_column()
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    checkpoint_digest: Mapped[str | None] = mapped_column(String(64))
+    checkpoint: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class JobLog(Base):
+    __tablename__ = "job_logs"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    level: Mapped[str] = mapped_column(String(8), default="info")
+    message: Mapped[str] = mapped_column(Text)
+
+
+# Runs -----------------------------------------------------------------------------
+
+
+class Run(Base):
+    """A result on a task: trained by the platform, uploaded (external) or logged."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_leaderboard", "task_id", "state", "score"),
+        Index("ix_runs_task_algorithm", "task_id", "algorithm"),
+        Index("ix_runs_task_creator", "task_id", "created_by"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16), default="platform")
+    name: Mapped[str] = mapped_column(String(128), default="")
+    algorithm: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    metric: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column()
+    score_std: Mapped[float | None] = mapped_column()
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    wall_time_s: Mapped[float | None] = mapped_column()
+    peak_rss_mb: Mapped[float | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class RunArtifact(Base):
+    """A named file of a run (predictions, models, curves, logs) stored as a blob."""
+
+    __tablename__ = "run_artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    digest: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunMetric(Base):
+    """A logged value: learning curves (per epoch) and metrics logged from scripts."""
+
+    __tablename__ = "run_metrics"
+    __table_args__ = (Index("ix_run_metrics_run_key", "run_id", "key", "step"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    value: Mapped[float] = mapped_column()
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # Every column that holds an artifact-store digest: garbage collection keeps these.
-BLOB_COLUMNS = [DatasetVersion.digest, DatasetVersion.profile_digest, Task.splits_digest]
+BLOB_COLUMNS = [
+    DatasetVersion.digest,
+    DatasetVersion.profile_digest,
+    Task.splits_digest,
+    Job.checkpoint_digest,
+    RunArtifact.digest,
+]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 23:37:27.419592
+Create Date: 2026-11-24 00:05:26.496786
 
 """
 
@@ -206,6 +206,62 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_datasets_name"), ["name"], unique=False)
 
     op.create_table(
+        "jobs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=True),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("max_attempts", sa.Integer(), nullable=False),
+        sa.Column("attempt_id", sa.String(length=32), nullable=True),
+        sa.Column("worker_id", sa.String(length=128), nullable=True),
+        sa.Column(
+            "heartbeat_at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "lease_expires_at",
+            openmaas.store.metadata.tables.UTCDateTime(timezone=True),
+            nullable=True,
+        ),
+        sa.Column(
+            "not_before", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+        sa.Column("checkpoint_digest", sa.String(length=64), nullable=True),
+        sa.Column("checkpoint", sa.JSON(), nullable=False),
+        sa.Column("progress", sa.JSON(), nullable=False),
+        sa.Column("result", sa.JSON(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("error_code", sa.String(length=64), nullable=True),
+        sa.Column(
+            "created_at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "started_at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "finished_at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by"], ["users.id"], name=op.f("fk_jobs_created_by_users"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_jobs_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+    )
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.create_index("ix_jobs_claim", ["state", "priority", "id"], unique=False)
+        batch_op.create_index("ix_jobs_lease", ["state", "lease_expires_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_jobs_project_id"), ["project_id"], unique=False)
+
+    op.create_table(
         "project_grants",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
@@ -329,6 +385,22 @@ def upgrade() -> None:
         sa.UniqueConstraint("dataset_id", "version", name=op.f("uq_dataset_versions_dataset_id")),
     )
     op.create_table(
+        "job_logs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("level", sa.String(length=8), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_job_logs_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_logs")),
+    )
+    with op.batch_alter_table("job_logs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_job_logs_job_id"), ["job_id"], unique=False)
+
+    op.create_table(
         "tasks",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
@@ -377,17 +449,121 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_tasks_name"), ["name"], unique=False)
 
+    op.create_table(
+        "runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("task_id", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=True),
+        sa.Column("parent_id", sa.Integer(), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("algorithm", sa.String(length=64), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("seed", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("metric", sa.String(length=32), nullable=False),
+        sa.Column("score", sa.Double(), nullable=True),
+        sa.Column("score_std", sa.Double(), nullable=True),
+        sa.Column("metrics", sa.JSON(), nullable=False),
+        sa.Column("environment", sa.JSON(), nullable=False),
+        sa.Column("wall_time_s", sa.Double(), nullable=True),
+        sa.Column("peak_rss_mb", sa.Double(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column(
+            "created_at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "started_at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "finished_at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by"], ["users.id"], name=op.f("fk_runs_created_by_users"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_runs_job_id_jobs"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["parent_id"], ["runs.id"], name=op.f("fk_runs_parent_id_runs"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_runs_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["task_id"], ["tasks.id"], name=op.f("fk_runs_task_id_tasks"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
+    )
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.create_index("ix_runs_leaderboard", ["task_id", "state", "score"], unique=False)
+        batch_op.create_index("ix_runs_task_algorithm", ["task_id", "algorithm"], unique=False)
+        batch_op.create_index("ix_runs_task_creator", ["task_id", "created_by"], unique=False)
+
+    op.create_table(
+        "run_artifacts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=256), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("media_type", sa.String(length=100), nullable=False),
+        sa.Column(
+            "created_at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name=op.f("fk_run_artifacts_run_id_runs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_run_artifacts")),
+        sa.UniqueConstraint("run_id", "name", name=op.f("uq_run_artifacts_run_id")),
+    )
+    op.create_table(
+        "run_metrics",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("step", sa.Integer(), nullable=False),
+        sa.Column("value", sa.Double(), nullable=False),
+        sa.Column("at", openmaas.store.metadata.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name=op.f("fk_run_metrics_run_id_runs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_run_metrics")),
+    )
+    with op.batch_alter_table("run_metrics", schema=None) as batch_op:
+        batch_op.create_index("ix_run_metrics_run_key", ["run_id", "key", "step"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("run_metrics", schema=None) as batch_op:
+        batch_op.drop_index("ix_run_metrics_run_key")
+
+    op.drop_table("run_metrics")
+    op.drop_table("run_artifacts")
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_runs_task_creator")
+        batch_op.drop_index("ix_runs_task_algorithm")
+        batch_op.drop_index("ix_runs_leaderboard")
+
+    op.drop_table("runs")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tasks_name"))
         batch_op.drop_index(batch_op.f("ix_tasks_dataset_version_id"))
 
     op.drop_table("tasks")
+    with op.batch_alter_table("job_logs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_job_logs_job_id"))
+
+    op.drop_table("job_logs")
     op.drop_table("dataset_versions")
     with op.batch_alter_table("dataset_tags", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dataset_tags_tag"))
@@ -401,6 +577,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_project_grants_org_id"))
 
     op.drop_table("project_grants")
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_jobs_project_id"))
+        batch_op.drop_index("ix_jobs_lease")
+        batch_op.drop_index("ix_jobs_claim")
+
+    op.drop_table("jobs")
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_datasets_name"))
 
