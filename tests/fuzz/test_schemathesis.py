@@ -2,11 +2,12 @@
 
 Every operation gets examples generated from its schema, the path parameters
 drawn from real ids of a populated world (and, where it cannot harm the run,
-from anything the schema allows), plus a few hand-written ``HINTS`` for the
+from anything the schema allows), plus a few hand-written ``_hints`` for the
 operations whose 2xx needs more than ids (a valid name, a real file). No
 answer may be a server error, and answers must conform to the schema. Most
 operations must reach a 2xx at least once, else the fuzzing only hits the
-validation layer; ``MIN_SUCCESS_RATIO`` says how many.
+validation layer; ``MIN_SUCCESS_RATIO`` says how many. Examples are
+derandomized: every run sends the same requests.
 
 Calls that destroy their target (``DESTRUCTIVE``) only get ids made for them,
 so they cannot delete what the other operations use.
@@ -26,8 +27,10 @@ import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from schemathesis import APIOperation, Case
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
+from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -36,6 +39,7 @@ from schemathesis.specs.openapi.checks import (
 
 from openmaas.config import Settings
 from openmaas.testing.world import (
+    API,
     CSV,
     GRANT_ORG,
     ORG,
@@ -49,7 +53,7 @@ from openmaas.testing.world import (
 pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = 20
-MIN_SUCCESS_RATIO = 0.8
+MIN_SUCCESS_RATIO = 0.9  # 52 of 53 today: POST /users needs an admin
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -173,8 +177,8 @@ class Outcomes:
 
 
 def _strategy(
-    operation: Any, seeds: Seeds, hint: st.SearchStrategy[dict[str, Any]] | None
-) -> st.SearchStrategy[Any]:
+    operation: APIOperation, seeds: Seeds, hint: st.SearchStrategy[dict[str, Any]] | None
+) -> st.SearchStrategy[Case]:
     names = [p.name for p in operation.path_parameters]
     pools = seeds.for_operation(operation.label, names)
     seeded = st.fixed_dictionaries({n: st.sampled_from(v) for n, v in pools.items()})
@@ -190,7 +194,9 @@ def _strategy(
     return st.one_of(branches)
 
 
-def _fuzz(operation: Any, strategy: st.SearchStrategy[Any], token: str, out: Outcomes) -> None:
+def _fuzz(
+    operation: APIOperation, strategy: st.SearchStrategy[Case], token: str, out: Outcomes
+) -> None:
     headers = {"Authorization": f"Bearer {token}"}
 
     @settings(
@@ -202,7 +208,7 @@ def _fuzz(operation: Any, strategy: st.SearchStrategy[Any], token: str, out: Out
         suppress_health_check=list(HealthCheck),
     )
     @given(strategy)
-    def run(case: Any) -> None:
+    def run(case: Case) -> None:
         try:
             response = case.call(headers=headers)
         except Exception as e:  # the app raised: in production, a 500
@@ -218,24 +224,18 @@ def _fuzz(operation: Any, strategy: st.SearchStrategy[Any], token: str, out: Out
     run()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, World]]:
-    home = tmp_path_factory.mktemp("fuzz")
-    settings_ = Settings(home=home / "home", database_url=f"sqlite:///{home / 'openmaas.db'}")
-    with running_world(settings_) as served:
-        yield served
-    from schemathesis.python import asgi
-
-    asgi.shutdown_lifespans()
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[FastAPI, World]]:
+    settings_ = Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'db'}")
+    with running_world(settings_) as app_and_world:
+        yield app_and_world
+    asgi.shutdown_lifespans()  # schemathesis started the app's lifespan once, for all calls
 
 
-def test_api_conforms_to_its_schema_and_never_errs(
-    served: tuple[FastAPI, World], tmp_path: Path
-) -> None:
+def test_api_conforms_to_its_schema_and_never_errs(served: tuple[FastAPI, World]) -> None:
     app, world = served
-    schema = schemathesis.openapi.from_asgi(
-        "/api/v1/openapi.json", app, config=schemathesis.Config()
-    )
+    config = schemathesis.Config()
+    schema = schemathesis.openapi.from_asgi(f"{API}/openapi.json", app, config=config)
     seeds, hints = _seeds(world), _hints(world)
     out = Outcomes()
     started = time.monotonic()
@@ -245,11 +245,11 @@ def test_api_conforms_to_its_schema_and_never_errs(
         _fuzz(operation, strategy, world.tokens["owner"], out)
     elapsed = time.monotonic() - started
 
+    assert not out.failures, "\n\n".join(out.failures)
     succeeded = {label for label, codes in out.statuses.items() if any(c < 300 for c in codes)}
     never = sorted(op.label for op in operations if op.label not in succeeded)
     ratio = len(succeeded) / len(operations)
-    print(f"\n{len(operations)} operations in {elapsed:.1f} s; {ratio:.0%} reached a 2xx")
-    for label, codes in sorted(out.statuses.items()):
-        print(f"  {label}: {sorted(codes)}")
-    assert not out.failures, "\n\n".join(out.failures)
-    assert ratio >= MIN_SUCCESS_RATIO, f"never a 2xx ({ratio:.0%} did): {never}"
+    print(
+        f"{len(operations)} operations in {elapsed:.0f} s, {ratio:.0%} reached a 2xx; not {never}"
+    )
+    assert ratio >= MIN_SUCCESS_RATIO, f"only {ratio:.0%} reached a 2xx; never: {never}"

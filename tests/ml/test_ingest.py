@@ -513,3 +513,10 @@ def test_streams_with_bounded_memory(tmp_path: Path) -> None:
     _, rss_small = _peak_rss_kib(small, tmp_path / "small.parquet")
     assert rows == n
     assert rss_big - rss_small < size_kib // 2, (rss_big, rss_small, size_kib)
+
+
+def test_numeric_override_keeps_floats_across_blocks(tmp_path: Path, small_blocks: None) -> None:
+    data = b"a\n1\n2.5\n" + b"".join(b"%d\n" % i for i in range(60))
+    r = ingest(tmp_path, data, overrides={"a": "numeric"})
+    assert kinds(r)["a"] == ("numeric", "double")
+    assert pq.read_table(r.parquet_path)["a"].to_pylist()[:3] == [1.0, 2.5, 0.0]

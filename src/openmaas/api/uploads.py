@@ -1,17 +1,29 @@
-"""Receiving a file upload: streamed to disk, bounded, and complete or rejected."""
+"""Receiving a file upload: streamed to disk, bounded, and parsed while it arrives.
+
+The body is written unbuffered to a temporary file wrapped in a
+``GrowingFile``; the domain call runs in a worker thread at the same time and
+reads the file as it grows, so ingest overlaps the transfer. A body over the
+size limit, shorter than its Content-Length, or cut off makes every read of the
+growing file fail with that error, so nothing is stored from it; the
+temporary file is removed in every case.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from openmaas.domain.context import Platform
 from openmaas.errors import InvalidInput, PayloadTooLarge
+from openmaas.ml.data.growing import GrowingFile, UploadFailed
+
+T = TypeVar("T")
 
 CONTENT_TYPES = {
     "text/csv": "csv",
@@ -37,52 +49,85 @@ def format_of(request: Request, explicit: str | None) -> str:
     )
 
 
-@contextlib.asynccontextmanager
-async def received_file(request: Request, platform: Platform) -> AsyncIterator[Path]:
-    """Write the request body to a temporary file and yield its path.
-
-    Rejects bodies over the size limit as soon as they cross it, and truncated
-    uploads (fewer bytes than Content-Length, or a dropped connection); the file
-    is removed in every case when the block ends.
-    """
-    limit = platform.settings.max_upload_bytes
+def _expected_length(request: Request, limit: int) -> int | None:
     declared = request.headers.get("content-length")
-    expected: int | None = None
-    if declared is not None:
+    if declared is None:
+        return None
+    try:
+        expected = int(declared)
+    except ValueError:
+        raise InvalidInput("invalid Content-Length header") from None
+    if expected > limit:
+        raise PayloadTooLarge(
+            f"the upload is {expected} bytes; the limit is {limit} bytes",
+            details={"limit": limit},
+        )
+    return expected
+
+
+async def _receive(
+    request: Request,
+    growing: GrowingFile,
+    limit: int,
+    expected: int | None,
+    task: asyncio.Future[T],
+) -> None:
+    received = 0
+    with growing.path.open("wb", buffering=0) as f:
         try:
-            expected = int(declared)
-        except ValueError:
-            raise InvalidInput("invalid Content-Length header") from None
-        if expected > limit:
-            raise PayloadTooLarge(
-                f"the upload is {expected} bytes; the limit is {limit} bytes",
-                details={"limit": limit},
-            )
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise PayloadTooLarge(
+                        f"the upload exceeds the limit of {limit} bytes", details={"limit": limit}
+                    )
+                if task.done():
+                    continue  # the reader gave up (bad content): drain, don't store
+                f.write(chunk)
+                growing.grew(len(chunk))
+        except ClientDisconnect:
+            raise InvalidInput(
+                f"the upload was interrupted after {received} bytes",
+                details={"received": received},
+            ) from None
+    if expected is not None and received != expected:
+        raise InvalidInput(
+            f"truncated upload: received {received} of {expected} bytes",
+            details={"received": received, "expected": expected},
+        )
+
+
+async def ingest_upload(
+    request: Request, platform: Platform, work: Callable[[GrowingFile], T]
+) -> T:
+    """Receive the request body while ``work(growing_file)`` reads it; return its result."""
+    limit = platform.settings.max_upload_bytes
+    expected = _expected_length(request, limit)
     tmp_dir = platform.settings.tmp_dir
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    path = tmp_dir / f"upload-{uuid.uuid4().hex}"
-    received = 0
+    growing = GrowingFile(tmp_dir / f"upload-{uuid.uuid4().hex}")
+    growing.path.touch()
+    task = asyncio.ensure_future(run_in_threadpool(work, growing))
+    upload_error: BaseException | None = None
     try:
-        with path.open("wb") as f:
-            try:
-                async for chunk in request.stream():
-                    received += len(chunk)
-                    if received > limit:
-                        raise PayloadTooLarge(
-                            f"the upload exceeds the limit of {limit} bytes",
-                            details={"limit": limit},
-                        )
-                    f.write(chunk)
-            except ClientDisconnect:
-                raise InvalidInput(
-                    f"the upload was interrupted after {received} bytes",
-                    details={"received": received},
-                ) from None
-        if expected is not None and received != expected:
-            raise InvalidInput(
-                f"truncated upload: received {received} of {expected} bytes",
-                details={"received": received, "expected": expected},
-            )
-        yield path
+        try:
+            await _receive(request, growing, limit, expected, task)
+        except BaseException as e:
+            upload_error = e
+            growing.finish(e)
+        else:
+            growing.finish()
+        try:
+            result = await task
+        except UploadFailed:
+            assert upload_error is not None
+            raise upload_error from None
+        except Exception:
+            if upload_error is not None:
+                raise upload_error from None
+            raise
+        if upload_error is not None:
+            raise upload_error
+        return result
     finally:
-        path.unlink(missing_ok=True)
+        growing.path.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from openmaas.domain.policy import Action
 from openmaas.domain.projects import authorize
 from openmaas.errors import Conflict, InvalidInput, NotFound
 from openmaas.ml.data import ColumnSchema, IngestResult, Limits, append_file, ingest_file
+from openmaas.ml.data.growing import Src
 from openmaas.store.metadata.scoped import readable_projects
 from openmaas.store.metadata.tables import (
     Dataset,
@@ -143,7 +144,7 @@ def create(
     ctx: Ctx,
     project_id: int,
     name: str,
-    upload: Path,
+    upload: Src,
     fmt: str,
     *,
     card: Card = Card(),
@@ -396,7 +397,7 @@ def list_versions(ctx: Ctx, dataset_id: int) -> list[DatasetVersion]:
 
 
 def append(
-    ctx: Ctx, dataset_id: int, upload: Path, fmt: str, *, note: str = "", target: str | None = None
+    ctx: Ctx, dataset_id: int, upload: Src, fmt: str, *, note: str = "", target: str | None = None
 ) -> DatasetVersion:
     """Append rows: a new version made of the latest version's rows, then the new ones."""
     fmt = check_format(fmt)

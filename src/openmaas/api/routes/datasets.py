@@ -6,12 +6,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from openmaas.api import convert, schemas
 from openmaas.api.deps import CtxDep, Limit, Offset
-from openmaas.api.uploads import format_of, received_file
+from openmaas.api.uploads import format_of, ingest_upload
 from openmaas.domain import datasets
 from openmaas.errors import InvalidInput
 
@@ -86,19 +85,14 @@ async def upload_dataset(
         tags=_split_tags(tags),
     )
     column_types = _types(types)
-    async with received_file(request, ctx.platform) as path:
-        view, version = await run_in_threadpool(
-            datasets.create,
-            ctx,
-            project_id,
-            name,
-            path,
-            fmt,
-            card=card,
-            target=target,
-            types=column_types,
-            note=note,
-        )
+    view, version = await ingest_upload(
+        request,
+        ctx.platform,
+        lambda upload: datasets.create(
+            ctx, project_id, name, upload, fmt,
+            card=card, target=target, types=column_types, note=note,
+        ),
+    )  # fmt: skip
     return schemas.DatasetCreatedOut(
         dataset=convert.dataset(view), version=convert.version(version)
     )
@@ -184,10 +178,11 @@ async def append_rows(
     """Append rows: a new version with the latest version's rows followed by these."""
     fmt = format_of(request, format)
     datasets.check_format(fmt)
-    async with received_file(request, ctx.platform) as path:
-        row = await run_in_threadpool(
-            datasets.append, ctx, dataset_id, path, fmt, note=note, target=target
-        )
+    row = await ingest_upload(
+        request,
+        ctx.platform,
+        lambda upload: datasets.append(ctx, dataset_id, upload, fmt, note=note, target=target),
+    )
     return convert.version(row)
 
 

@@ -202,7 +202,7 @@ class BlockFormat(ABC):
         yielded = discovering = False
         rows_before = 0
         pool = ThreadPoolExecutor(LOOKAHEAD, thread_name_prefix="openmaas-parse")
-        pending: deque[tuple[Block, Future[Parsed]]] = deque()
+        pending: deque[tuple[Block, dict[str, pa.DataType], Future[Parsed]]] = deque()
         blocks = iter(self._blocks())
         too_long: RecordTooLong | None = None
 
@@ -216,14 +216,17 @@ class BlockFormat(ABC):
                 too_long = e
                 return
             if block is not None:
-                pending.append((block, pool.submit(self._try_parse, block, dict(types))))
+                snapshot = dict(types)
+                pending.append((block, snapshot, pool.submit(self._try_parse, block, snapshot)))
 
         try:
             for _ in range(LOOKAHEAD):
                 submit()
             while pending:
-                block, fut = pending.popleft()
+                block, used, fut = pending.popleft()
                 table, exc = fut.result()
+                if exc is None and used != types:  # submitted before a type was widened
+                    table, exc = self._try_parse(block, types)
                 if exc is not None:
                     table, new = self._resolve(block, exc, types, fixed, rows_before)
                     if new != types:

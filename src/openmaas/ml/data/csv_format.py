@@ -20,7 +20,6 @@ import csv
 import io
 import re
 from collections.abc import Generator, Mapping
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +29,7 @@ import pyarrow.csv as pacsv
 from openmaas.errors import InvalidFile
 from openmaas.ml.data import blocks as _blocks
 from openmaas.ml.data.blocks import Block, BlockFormat, BlockReader, Restart
+from openmaas.ml.data.growing import Src, open_binary
 from openmaas.ml.data.schema import Limits, normalise_type
 from openmaas.ml.data.validate import check_names
 
@@ -48,12 +48,12 @@ _BAD_UTF8 = re.compile(r"In CSV column #(\d+): CSV conversion error to \w+: inva
 class CsvFormat(BlockFormat):
     """A CSV file with a header row; see the module docstring for the dialect."""
 
-    def __init__(self, src: Path, limits: Limits, *, quote_aware: bool = False) -> None:
+    def __init__(self, src: Src, limits: Limits, *, quote_aware: bool = False) -> None:
         self.src = src
         self.limits = limits
         self.quote_aware = quote_aware
         self.block_bytes = _blocks.BLOCK_BYTES
-        with open(src, "rb") as f:
+        with open_binary(src) as f:
             head = f.read(self.block_bytes)
         start = len(_BOM) if head.startswith(_BOM) else 0
         while start < len(head) and head[start] in b"\r\n":
@@ -80,7 +80,7 @@ class CsvFormat(BlockFormat):
     # -- parsing -----------------------------------------------------------------
 
     def _blocks(self) -> Generator[Block, None, None]:
-        with open(self.src, "rb") as f:
+        with open_binary(self.src) as f:
             f.seek(self.data_start)
             yield from BlockReader(
                 f,

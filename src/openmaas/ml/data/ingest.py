@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from openmaas.errors import InvalidFile, InvalidInput, UnsupportedFormat
 from openmaas.ml.data.blocks import CoercionError, Restart
+from openmaas.ml.data.growing import Src
 from openmaas.ml.data.profile import Profiler
 from openmaas.ml.data.readers import open_source
 from openmaas.ml.data.schema import (
@@ -40,7 +41,7 @@ _PROFILE_BATCH_ROWS = 1 << 17
 
 
 def ingest_file(
-    src: Path,
+    src: Src,
     fmt: Format,
     out: Path,
     *,
@@ -89,7 +90,7 @@ def ingest_file(
 def append_file(
     base_parquet: Path,
     base_columns: list[ColumnSchema],
-    src: Path,
+    src: Src,
     fmt: Format,
     out: Path,
     *,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator, Iterator, Mapping
-from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -24,6 +23,7 @@ from openmaas.errors import InvalidFile
 from openmaas.ml.data import blocks as _blocks
 from openmaas.ml.data.blocks import Block, BlockFormat, BlockReader
 from openmaas.ml.data.coerce import cast_table
+from openmaas.ml.data.growing import Src, open_binary
 from openmaas.ml.data.schema import Limits, join_types, normalise_type
 from openmaas.ml.data.validate import check_names
 
@@ -36,7 +36,7 @@ class JsonlFormat(BlockFormat):
     """A JSON Lines file; ``types`` from an earlier pass fix the column order."""
 
     def __init__(
-        self, src: Path, limits: Limits, *, types: Mapping[str, pa.DataType] | None = None
+        self, src: Src, limits: Limits, *, types: Mapping[str, pa.DataType] | None = None
     ) -> None:
         self.src = src
         self.limits = limits
@@ -64,7 +64,7 @@ class JsonlFormat(BlockFormat):
             raise InvalidFile("the file has no data rows")
 
     def _blocks(self) -> Generator[Block, None, None]:
-        with open(self.src, "rb") as f:
+        with open_binary(self.src) as f:
             yield from BlockReader(
                 f,
                 block_bytes=self.block_bytes,

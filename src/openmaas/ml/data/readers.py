@@ -8,12 +8,12 @@ Every source exposes the same three things: ``names`` (checked column names),
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 
 from openmaas.ml.data.csv_format import CsvFormat
+from openmaas.ml.data.growing import Src, as_path
 from openmaas.ml.data.jsonl_format import JsonlFormat
 from openmaas.ml.data.parquet_format import ParquetFormat
 from openmaas.ml.data.schema import ColumnKind, Format, Limits
@@ -30,7 +30,7 @@ class Source(Protocol):
 
 
 def open_source(
-    src: Path,
+    src: Src,
     fmt: Format,
     limits: Limits,
     *,
@@ -42,4 +42,4 @@ def open_source(
         return CsvFormat(src, limits, quote_aware=quote_aware)
     if fmt == "jsonl":
         return JsonlFormat(src, limits, types=types)
-    return ParquetFormat(src, limits)
+    return ParquetFormat(as_path(src), limits)

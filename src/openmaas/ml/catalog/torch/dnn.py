@@ -99,7 +99,7 @@ class DNN(TorchAlgorithm):
         lr_decay_epochs: int = 10,
         patience: int = 10,
         validation_fraction: float = 0.1,
-        max_gradient_norm: float = 1e4,
+        max_gradient_norm: float | None = 1e4,
         clip_gradient_norm: float | None = None,
         random_state: int = 0,
         n_threads: int = 1,
@@ -131,17 +131,34 @@ class DNN(TorchAlgorithm):
     def hyperparameters(cls) -> list[HyperParameter]:
         hp = HyperParameter
         return [
-            hp("depth", "int", 2, "Hidden layers in the shared trunk (0 = linear model).",
-               low=0, high=10),
+            hp(
+                "depth",
+                "int",
+                2,
+                "Hidden layers in the shared trunk (0 = linear model).",
+                low=0,
+                high=10,
+            ),
             hp("width", "int", 64, "Units per hidden layer.", low=4, high=2048, log=True),
-            hp("activation", "str", "relu", "Activation of the hidden layers.",
-               choices=tuple(ACTIVATIONS)),
-            hp("dropout", "float", 0.0, "Dropout rate after each hidden layer.",
-               low=0.0, high=0.9),
+            hp(
+                "activation",
+                "str",
+                "relu",
+                "Activation of the hidden layers.",
+                choices=tuple(ACTIVATIONS),
+            ),
+            hp("dropout", "float", 0.0, "Dropout rate after each hidden layer.", low=0.0, high=0.9),
             hp("batch_norm", "bool", False, "Batch normalisation before each activation."),
-            hp("embedding_dim", "int", None,
-               "Embedding width of every categorical column; null: min(50, 1.6 * "
-               "cardinality^0.56) per column.", low=1, high=512, nullable=True),
+            hp(
+                "embedding_dim",
+                "int",
+                None,
+                "Embedding width of every categorical column; null: min(50, 1.6 * "
+                "cardinality^0.56) per column.",
+                low=1,
+                high=512,
+                nullable=True,
+            ),
             *training_hyperparameters(),
         ]
 
@@ -170,8 +187,14 @@ class DNN(TorchAlgorithm):
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
         return self._fit(
-            X, y, X_valid=X_valid, y_valid=y_valid, callbacks=callbacks, init_model=init_model,
-            init_from=init_from, categorical_features=categorical_features,
+            X,
+            y,
+            X_valid=X_valid,
+            y_valid=y_valid,
+            callbacks=callbacks,
+            init_model=init_model,
+            init_from=init_from,
+            categorical_features=categorical_features,
             cardinalities=cardinalities,
         )
 
@@ -186,8 +209,16 @@ class DNN(TorchAlgorithm):
         multi = self.task_type == "multitarget"
         has_cats = bool(categorical_features) or bool(getattr(self, "categorical_features_", []))
         finite: Any = "allow-nan" if has_cats else True
-        X, y = validate_data(self, X, y, reset=reset, multi_output=multi,
-                             ensure_all_finite=finite, y_numeric=False, dtype=np.float64)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=reset,
+            multi_output=multi,
+            ensure_all_finite=finite,
+            y_numeric=False,
+            dtype=np.float64,
+        )
         if reset:
             if len(X) < 2 and self.batch_norm:
                 raise ValueError("batch_norm needs at least 2 samples; got 1 sample")
@@ -220,8 +251,8 @@ class DNN(TorchAlgorithm):
                 classes = np.unique(y2[:, j])
                 if len(classes) < 2:
                     raise InvalidInput(
-                        f"the target has 1 class ({classes[0]!r}); classification needs at "
-                        "least 2 classes",
+                        f"the target has 1 class ({classes[0].item()!r}); classification needs "
+                        "at least 2 classes",
                         details={"classes": 1},
                     )
                 self.target_classes_.append(classes)
@@ -247,9 +278,10 @@ class DNN(TorchAlgorithm):
             index = np.minimum(index, len(classes) - 1)
             unseen = classes[index] != y2[:, j]
             if unseen.any():
+                value = y2[:, j][unseen][0]
+                value = value.item() if isinstance(value, np.generic) else value
                 raise InvalidInput(
-                    f"the target holds class {y2[:, j][unseen][0]!r}, unseen when the model "
-                    "was first fitted",
+                    f"the target holds class {value!r}, unseen when the model was first fitted",
                     details={"target": j},
                 )
             cls[:, i] = index
@@ -261,8 +293,17 @@ class DNN(TorchAlgorithm):
         sizes = [1 if c is None else len(c) for c in self.target_classes_]
         dims = [embedding_size(c, self.embedding_dim) for c in self.cardinalities_]
         n_numeric = self.n_features_in_ - len(self.categorical_features_)
-        return DNNNet(n_numeric, self.cardinalities_, dims, self.depth, self.width,
-                      self.activation, self.dropout, self.batch_norm, sizes)
+        return DNNNet(
+            n_numeric,
+            self.cardinalities_,
+            dims,
+            self.depth,
+            self.width,
+            self.activation,
+            self.dropout,
+            self.batch_norm,
+            sizes,
+        )
 
     def _losses(
         self, outputs: list[torch.Tensor], reg: torch.Tensor, cls: torch.Tensor
@@ -289,14 +330,18 @@ class DNN(TorchAlgorithm):
         numeric, codes, reg, cls = data
         outputs = module(numeric, codes)
         out = {"loss": float(torch.stack(self._losses(outputs, reg, cls)).mean())}
-        reg_out = [o[:, 0] for o, k in zip(outputs, self.target_kinds_, strict=True)
-                   if k == "regression"]
+        reg_out = [
+            o[:, 0] for o, k in zip(outputs, self.target_kinds_, strict=True) if k == "regression"
+        ]
         if reg_out:
             scale = torch.as_tensor(self.y_scale_, dtype=torch.float32)
             errors = (torch.stack(reg_out, dim=1) - reg) * scale
             out["rmse"] = float(errors.square().mean(dim=0).sqrt().mean())
-        cls_out = [o.argmax(dim=1) for o, k in zip(outputs, self.target_kinds_, strict=True)
-                   if k != "regression"]
+        cls_out = [
+            o.argmax(dim=1)
+            for o, k in zip(outputs, self.target_kinds_, strict=True)
+            if k != "regression"
+        ]
         if cls_out:
             out["accuracy"] = float((torch.stack(cls_out, dim=1) == cls).float().mean())
         return out
@@ -343,8 +388,9 @@ class DNN(TorchAlgorithm):
             "cardinalities": self.cardinalities_,
             "target_kinds": self.target_kinds_,
             "y_1d": self.y_1d_,
-            "target_classes": [None if c is None else encode_labels(c)
-                               for c in self.target_classes_],
+            "target_classes": [
+                None if c is None else encode_labels(c) for c in self.target_classes_
+            ],
             "y_mean": self.y_mean_.tolist(),
             "y_scale": self.y_scale_.tolist(),
         }
@@ -354,8 +400,9 @@ class DNN(TorchAlgorithm):
         self.cardinalities_ = [int(c) for c in config["cardinalities"]]
         self.target_kinds_ = list(config["target_kinds"])
         self.y_1d_ = bool(config["y_1d"])
-        self.target_classes_ = [None if c is None else decode_labels(c)
-                                for c in config["target_classes"]]
+        self.target_classes_ = [
+            None if c is None else decode_labels(c) for c in config["target_classes"]
+        ]
         self.y_mean_ = np.asarray(config["y_mean"], dtype=np.float64)
         self.y_scale_ = np.asarray(config["y_scale"], dtype=np.float64)
         if self._is_classifier:

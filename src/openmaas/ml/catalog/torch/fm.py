@@ -21,8 +21,8 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from scipy.special import expit
 import torch
+from scipy.special import expit
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -63,7 +63,10 @@ class FMNet(nn.Module):
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         if numeric.is_sparse:
             squared = torch.sparse_coo_tensor(
-                numeric.indices(), numeric.values().square(), numeric.shape, is_coalesced=True,
+                numeric.indices(),
+                numeric.values().square(),
+                numeric.shape,
+                is_coalesced=True,
                 check_invariants=False,
             )
             linear = torch.sparse.mm(numeric, self.weight)[:, 0]
@@ -112,7 +115,7 @@ class FactorizationMachine(TorchAlgorithm):
         lr_decay_epochs: int = 10,
         patience: int = 10,
         validation_fraction: float = 0.1,
-        max_gradient_norm: float = 1e4,
+        max_gradient_norm: float | None = 1e4,
         clip_gradient_norm: float | None = None,
         random_state: int = 0,
         n_threads: int = 1,
@@ -138,8 +141,15 @@ class FactorizationMachine(TorchAlgorithm):
     @classmethod
     def hyperparameters(cls) -> list[HyperParameter]:
         return [
-            HyperParameter("n_factors", "int", 8, "Length k of each input's factor vector.",
-                           low=1, high=256, log=True),
+            HyperParameter(
+                "n_factors",
+                "int",
+                8,
+                "Length k of each input's factor vector.",
+                low=1,
+                high=256,
+                log=True,
+            ),
             *training_hyperparameters(batch_size=256, learning_rate=1e-2),
         ]
 
@@ -168,8 +178,14 @@ class FactorizationMachine(TorchAlgorithm):
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
         return self._fit(
-            X, y, X_valid=X_valid, y_valid=y_valid, callbacks=callbacks, init_model=init_model,
-            init_from=init_from, categorical_features=categorical_features,
+            X,
+            y,
+            X_valid=X_valid,
+            y_valid=y_valid,
+            callbacks=callbacks,
+            init_model=init_model,
+            init_from=init_from,
+            categorical_features=categorical_features,
             cardinalities=cardinalities,
         )
 
@@ -178,8 +194,12 @@ class FactorizationMachine(TorchAlgorithm):
             getattr(self, "categorical_features_", [])
         )
         finite: Any = "allow-nan" if has_cats else True
-        kw: dict[str, Any] = {"accept_sparse": "csr", "ensure_all_finite": finite,
-                              "dtype": np.float64, "reset": reset}
+        kw: dict[str, Any] = {
+            "accept_sparse": "csr",
+            "ensure_all_finite": finite,
+            "dtype": np.float64,
+            "reset": reset,
+        }
         if y is None:
             X = validate_data(self, X, **kw)
         else:
@@ -188,7 +208,9 @@ class FactorizationMachine(TorchAlgorithm):
             if sp.issparse(X) and cat.get("categorical_features"):
                 raise InvalidInput("categorical_features need dense input, not a sparse matrix")
             self.categorical_features_, self.cardinalities_ = check_categorical(
-                X.shape[1], cat.get("categorical_features"), cat.get("cardinalities"),
+                X.shape[1],
+                cat.get("categorical_features"),
+                cat.get("cardinalities"),
                 X if not sp.issparse(X) else np.empty((0, 0)),
             )
         if sp.issparse(X):
@@ -239,8 +261,10 @@ class FactorizationMachine(TorchAlgorithm):
         numeric, codes, target = data
         out = module(numeric, codes)
         if self._is_classifier:
-            return {"loss": float(F.binary_cross_entropy_with_logits(out, target)),
-                    "accuracy": float(((out > 0).float() == target).float().mean())}
+            return {
+                "loss": float(F.binary_cross_entropy_with_logits(out, target)),
+                "accuracy": float(((out > 0).float() == target).float().mean()),
+            }
         loss = F.mse_loss(out, target)
         return {"loss": float(loss), "rmse": float(loss.sqrt()) * self.y_scale_}
 

@@ -24,9 +24,9 @@ from openmaas.errors import InvalidInput
 
 __all__ = [
     "SparseRows",
+    "check_categorical",
     "data_digest",
     "decode_labels",
-    "check_categorical",
     "encode_labels",
     "float_tensor",
     "materialise",
@@ -51,7 +51,10 @@ class SparseRows:
         coo = sp.coo_array(rows)
         indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
         return torch.sparse_coo_tensor(
-            indices, torch.from_numpy(coo.data), size=coo.shape, is_coalesced=True,
+            indices,
+            torch.from_numpy(coo.data),
+            size=coo.shape,
+            is_coalesced=True,
             check_invariants=False,
         )
 
@@ -149,5 +152,5 @@ def data_digest(params: dict[str, Any], columns: Sequence[Any]) -> str:
         for part in parts:
             array = np.ascontiguousarray(part)
             h.update(str(array.shape).encode() + array.dtype.str.encode())
-            h.update(memoryview(array).cast("B"))
+            h.update(memoryview(array.reshape(-1).view(np.uint8)))
     return h.hexdigest()

@@ -22,7 +22,7 @@ their scores come from the biases (popularity for unknown users).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -39,6 +39,7 @@ from openmaas.ml.catalog.registry import register
 from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, training_hyperparameters
 from openmaas.ml.catalog.torch.inputs import decode_labels, encode_labels
 from openmaas.ml.catalog.torch.layers import ACTIVATIONS, mlp
+from openmaas.ml.catalog.torch.trainer import torch_session
 
 __all__ = ["NCF", "NCFNet"]
 
@@ -146,7 +147,7 @@ class NCF(TorchAlgorithm):
         lr_decay_epochs: int = 10,
         patience: int = 5,
         validation_fraction: float = 0.1,
-        max_gradient_norm: float = 1e4,
+        max_gradient_norm: float | None = 1e4,
         clip_gradient_norm: float | None = None,
         random_state: int = 0,
         n_threads: int = 1,
@@ -180,21 +181,56 @@ class NCF(TorchAlgorithm):
     def hyperparameters(cls) -> list[HyperParameter]:
         hp = HyperParameter
         return [
-            hp("model", "str", "neumf", "Tower: gmf (matrix factorisation), mlp or neumf (both).",
-               choices=("gmf", "mlp", "neumf")),
-            hp("loss", "str", "bce",
-               "bce (implicit, pointwise), bpr (implicit, pairwise) or mse (explicit ratings).",
-               choices=("bce", "bpr", "mse"), tunable=False),
-            hp("n_factors", "int", 32, "Embedding size of users and items.",
-               low=2, high=512, log=True),
+            hp(
+                "model",
+                "str",
+                "neumf",
+                "Tower: gmf (matrix factorisation), mlp or neumf (both).",
+                choices=("gmf", "mlp", "neumf"),
+            ),
+            hp(
+                "loss",
+                "str",
+                "bce",
+                "bce (implicit, pointwise), bpr (implicit, pairwise) or mse (explicit ratings).",
+                choices=("bce", "bpr", "mse"),
+                tunable=False,
+            ),
+            hp(
+                "n_factors",
+                "int",
+                32,
+                "Embedding size of users and items.",
+                low=2,
+                high=512,
+                log=True,
+            ),
             hp("depth", "int", 2, "Hidden layers of the MLP tower.", low=1, high=6),
-            hp("width", "int", 64, "Units per hidden layer of the MLP tower.",
-               low=4, high=1024, log=True),
-            hp("activation", "str", "relu", "Activation of the MLP tower.",
-               choices=tuple(ACTIVATIONS)),
+            hp(
+                "width",
+                "int",
+                64,
+                "Units per hidden layer of the MLP tower.",
+                low=4,
+                high=1024,
+                log=True,
+            ),
+            hp(
+                "activation",
+                "str",
+                "relu",
+                "Activation of the MLP tower.",
+                choices=tuple(ACTIVATIONS),
+            ),
             hp("dropout", "float", 0.0, "Dropout rate in the MLP tower.", low=0.0, high=0.9),
-            hp("n_negatives", "int", 4, "Items sampled per interaction (implicit losses).",
-               low=1, high=100),
+            hp(
+                "n_negatives",
+                "int",
+                4,
+                "Items sampled per interaction (implicit losses).",
+                low=1,
+                high=100,
+            ),
             *training_hyperparameters(epochs=20, batch_size=1024, patience=5),
         ]
 
@@ -211,8 +247,15 @@ class NCF(TorchAlgorithm):
     ) -> Self:
         """Fit on (user, item) rows ``X`` and ratings or strengths ``y`` (see the module)."""
         self._positives: torch.Tensor | None = None  # set from the training rows
-        self._fit(X, y, X_valid=X_valid, y_valid=y_valid, callbacks=callbacks,
-                  init_model=init_model, init_from=init_from)
+        self._fit(
+            X,
+            y,
+            X_valid=X_valid,
+            y_valid=y_valid,
+            callbacks=callbacks,
+            init_model=init_model,
+            init_from=init_from,
+        )
         del self._positives
         return self
 
@@ -250,11 +293,23 @@ class NCF(TorchAlgorithm):
         values = rating[keep]
         if reset:
             self.y_mean_, self.y_scale_ = float(values.mean()), float(values.std()) or 1.0
-        return [u, i, torch.from_numpy(((values - self.y_mean_) / self.y_scale_).astype(np.float32))]
+        return [
+            u,
+            i,
+            torch.from_numpy(((values - self.y_mean_) / self.y_scale_).astype(np.float32)),
+        ]
 
     def _build_module(self) -> nn.Module:
-        return NCFNet(len(self.users_), len(self.items_), self.model, self.n_factors, self.depth,
-                      self.width, self.activation, self.dropout)
+        return NCFNet(
+            len(self.users_),
+            len(self.items_),
+            self.model,
+            self.n_factors,
+            self.depth,
+            self.width,
+            self.activation,
+            self.dropout,
+        )
 
     # -- training ------------------------------------------------------------------------
 
@@ -271,8 +326,9 @@ class NCF(TorchAlgorithm):
             hit = positives[at] == codes
             if not bool(hit.any()):
                 break
-            items = torch.where(hit, torch.randint(1, n_items + 1, shape, generator=generator),
-                                items)
+            items = torch.where(
+                hit, torch.randint(1, n_items + 1, shape, generator=generator), items
+            )
         return items
 
     def _pair_scores(
@@ -323,7 +379,7 @@ class NCF(TorchAlgorithm):
         check_is_fitted(self)
         u = self._user_rows(users)
         items = torch.arange(1, len(self.items_) + 1)
-        chunks = [s for s, _ in self._score_chunks(u, items)]
+        chunks = list(self._score_chunks(u, items))
         out = torch.cat(chunks).double().numpy() if chunks else np.empty((0, len(items)))
         return out * self.y_scale_ + self.y_mean_ if self.loss == "mse" else out
 
@@ -342,11 +398,7 @@ class NCF(TorchAlgorithm):
         banned = _exclusions(raw, exclude, self.items_) if exclude is not None else None
         items = torch.arange(1, len(self.items_) + 1)
         tops, values = [], []
-        for scores, start in self._score_chunks(u, items):
-            if banned is not None:
-                rows, cols = banned
-                sel = (rows >= start) & (rows < start + len(scores))
-                scores[rows[sel] - start, cols[sel]] = -torch.inf
+        for scores in self._score_chunks(u, items, banned):
             best = torch.topk(scores, k, dim=1)
             tops.append(best.indices)
             values.append(best.values)
@@ -361,14 +413,24 @@ class NCF(TorchAlgorithm):
             return torch.arange(1, len(self.users_) + 1)
         return torch.from_numpy(_index(self.users_, np.asarray(users).reshape(-1)))
 
-    def _score_chunks(self, users: torch.Tensor, items: torch.Tensor) -> Any:
+    def _score_chunks(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        banned: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Score matrices of consecutive user blocks; ``banned`` (row, column) pairs -> -inf."""
         per_user = len(items) * (1 if self.model == "gmf" else self.width + 1)
         step = max(1, SCORE_BUDGET // max(per_user, 1))
         self.module_.eval()
         for start in range(0, len(users), step):
-            with _session(self), torch.inference_mode():
+            with torch_session(None, self.n_threads), torch.inference_mode():
                 scores = self.module_.score_all(users[start : start + step], items)
-            yield scores.clone(), start
+                if banned is not None:
+                    rows, cols = banned
+                    sel = (rows >= start) & (rows < start + len(scores))
+                    scores[rows[sel] - start, cols[sel]] = -torch.inf
+            yield scores
 
     # -- files ---------------------------------------------------------------------------
 
@@ -383,12 +445,6 @@ class NCF(TorchAlgorithm):
         self.items_ = decode_labels(config["items"])
         if self.loss == "mse":
             self.y_mean_, self.y_scale_ = float(config["y_mean"]), float(config["y_scale"])
-
-
-def _session(model: NCF) -> Any:
-    from openmaas.ml.catalog.torch.trainer import torch_session
-
-    return torch_session(None, model.n_threads)
 
 
 def _pairs(X: Any) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:

@@ -45,7 +45,10 @@ class RNNNet(nn.Module):
     ) -> None:  # fmt: skip
         super().__init__()
         self.rnn = CELLS[cell](
-            n_features, hidden_size, num_layers=num_layers, batch_first=True,
+            n_features,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.head = nn.Linear(hidden_size, out_dim)
@@ -88,7 +91,7 @@ class RNN(TorchAlgorithm):
         lr_decay_epochs: int = 10,
         patience: int = 10,
         validation_fraction: float = 0.1,
-        max_gradient_norm: float = 1e4,
+        max_gradient_norm: float | None = 1e4,
         clip_gradient_norm: float | None = None,
         random_state: int = 0,
         n_threads: int = 1,
@@ -118,8 +121,13 @@ class RNN(TorchAlgorithm):
     def hyperparameters(cls) -> list[HyperParameter]:
         hp = HyperParameter
         return [
-            hp("cell", "str", "gru", "Recurrent cell: rnn (Elman, tanh), gru or lstm.",
-               choices=tuple(CELLS)),
+            hp(
+                "cell",
+                "str",
+                "gru",
+                "Recurrent cell: rnn (Elman, tanh), gru or lstm.",
+                choices=tuple(CELLS),
+            ),
             hp("hidden_size", "int", 64, "Units of the hidden state.", low=4, high=1024, log=True),
             hp("num_layers", "int", 1, "Stacked recurrent layers.", low=1, high=4),
             hp("dropout", "float", 0.0, "Dropout between stacked layers.", low=0.0, high=0.9),
@@ -142,8 +150,15 @@ class RNN(TorchAlgorithm):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
-        return self._fit(X, y, X_valid=X_valid, y_valid=y_valid, callbacks=callbacks,
-                         init_model=init_model, init_from=init_from)
+        return self._fit(
+            X,
+            y,
+            X_valid=X_valid,
+            y_valid=y_valid,
+            callbacks=callbacks,
+            init_model=init_model,
+            init_from=init_from,
+        )
 
     # -- data ----------------------------------------------------------------------------
 
@@ -152,7 +167,9 @@ class RNN(TorchAlgorithm):
         if data.ndim == 2:
             data = data[:, :, None]
         if data.ndim != 3:
-            raise InvalidInput(f"X must be (n, context) or (n, context, features); got {data.shape}")
+            raise InvalidInput(
+                f"X must be (n, context) or (n, context, features); got {data.shape}"
+            )
         if reset:
             self.n_features_in_ = data.shape[2]
             flat = data.reshape(-1, data.shape[2])
@@ -194,8 +211,9 @@ class RNN(TorchAlgorithm):
 
     def _build_module(self) -> nn.Module:
         out = self.horizon_ * (1 if self.forecasting_ else len(self.classes_))
-        return RNNNet(self.n_features_in_, self.cell, self.hidden_size, self.num_layers,
-                      self.dropout, out)
+        return RNNNet(
+            self.n_features_in_, self.cell, self.hidden_size, self.num_layers, self.dropout, out
+        )
 
     # -- training ------------------------------------------------------------------------
 

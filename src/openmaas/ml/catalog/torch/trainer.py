@@ -100,7 +100,7 @@ class TrainSettings:
     lr_decay: float
     lr_decay_epochs: int
     patience: int  # 0 = no early stopping
-    max_gradient_norm: float
+    max_gradient_norm: float | None  # None = only non-finite norms fail
     clip_gradient_norm: float | None
     seed: int
 
@@ -172,8 +172,9 @@ def train(
     while state.epoch < settings.epochs and not state.stopped:
         epoch = state.epoch + 1
         module.train()
-        train_loss = _run_epoch(module, params, optimizer, loss_fn, train_data, bounds,
-                                generator, settings, epoch)
+        train_loss = _run_epoch(
+            module, params, optimizer, loss_fn, train_data, bounds, generator, settings, epoch
+        )
         metrics = {"train_loss": train_loss}
         module.eval()
         with torch.no_grad():
@@ -253,8 +254,11 @@ def _run_epoch(
             kind = "NaN" if math.isnan(value) else "infinite"
             raise TrainingDiverged(
                 f"loss became {kind} at epoch {epoch} (learning rate {lr:g} may be too high)",
-                details={"epoch": epoch, "reason": "nan_loss" if kind == "NaN" else "inf_loss",
-                         "learning_rate": lr},
+                details={
+                    "epoch": epoch,
+                    "reason": "nan_loss" if kind == "NaN" else "inf_loss",
+                    "learning_rate": lr,
+                },
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -272,14 +276,22 @@ def _check_gradients(
         return
     norm = torch.nn.utils.get_total_norm(grads)
     value = float(norm)
-    if not math.isfinite(value) or value > settings.max_gradient_norm:
-        shown = "not finite" if not math.isfinite(value) else f"{value:.3g}"
+    limit = settings.max_gradient_norm
+    if not math.isfinite(value) or (limit is not None and value > limit):
+        what = (
+            f"gradient norm {value:.3g} exceeded max_gradient_norm={limit:g}"
+            if math.isfinite(value)
+            else "gradient norm became infinite or NaN"
+        )
         raise TrainingDiverged(
-            f"gradient norm {shown} exceeded max_gradient_norm={settings.max_gradient_norm:g} "
-            f"at epoch {epoch} (learning rate {lr:g} may be too high; lower it or set "
+            f"{what} at epoch {epoch} (learning rate {lr:g} may be too high; lower it or set "
             "clip_gradient_norm)",
-            details={"epoch": epoch, "reason": "gradient_norm", "learning_rate": lr,
-                     "gradient_norm": value if math.isfinite(value) else None},
+            details={
+                "epoch": epoch,
+                "reason": "gradient_norm",
+                "learning_rate": lr,
+                "gradient_norm": value if math.isfinite(value) else None,
+            },
         )
     if settings.clip_gradient_norm is not None:
         torch.nn.utils.clip_grads_with_norm_(params, settings.clip_gradient_norm, norm)

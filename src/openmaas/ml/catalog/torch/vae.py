@@ -108,7 +108,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
         lr_decay_epochs: int = 10,
         patience: int = 10,
         validation_fraction: float = 0.1,
-        max_gradient_norm: float = 1e4,
+        max_gradient_norm: float | None = 1e4,
         clip_gradient_norm: float | None = None,
         random_state: int = 0,
         n_threads: int = 1,
@@ -142,23 +142,46 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
     def hyperparameters(cls) -> list[HyperParameter]:
         hp = HyperParameter
         return [
-            hp("n_components", "int", 8, "Latent dimensions (the embedding size).",
-               low=1, high=256, log=True),
-            hp("depth", "int", 1, "Hidden layers of the encoder and of the decoder.",
-               low=0, high=6),
+            hp(
+                "n_components",
+                "int",
+                8,
+                "Latent dimensions (the embedding size).",
+                low=1,
+                high=256,
+                log=True,
+            ),
+            hp(
+                "depth", "int", 1, "Hidden layers of the encoder and of the decoder.", low=0, high=6
+            ),
             hp("width", "int", 64, "Units per hidden layer.", low=4, high=1024, log=True),
-            hp("activation", "str", "relu", "Activation of the hidden layers.",
-               choices=tuple(ACTIVATIONS)),
-            hp("dropout", "float", 0.0, "Dropout rate after each hidden layer.",
-               low=0.0, high=0.9),
+            hp(
+                "activation",
+                "str",
+                "relu",
+                "Activation of the hidden layers.",
+                choices=tuple(ACTIVATIONS),
+            ),
+            hp("dropout", "float", 0.0, "Dropout rate after each hidden layer.", low=0.0, high=0.9),
             hp("beta", "float", 1.0, "Weight of the KL term (beta-VAE).", low=0.0, high=100.0),
-            hp("anomaly_score", "str", "reconstruction",
-               "Anomaly score: reconstruction (mean squared error per feature) or elbo "
-               "(negative ELBO at the latent mean); higher = more anomalous.",
-               choices=("reconstruction", "elbo"), tunable=False),
-            hp("contamination", "float", 0.05,
-               "Share of training rows predict flags as anomalies (sets threshold_).",
-               low=0.0, high=0.5, tunable=False),
+            hp(
+                "anomaly_score",
+                "str",
+                "reconstruction",
+                "Anomaly score: reconstruction (mean squared error per feature) or elbo "
+                "(negative ELBO at the latent mean); higher = more anomalous.",
+                choices=("reconstruction", "elbo"),
+                tunable=False,
+            ),
+            hp(
+                "contamination",
+                "float",
+                0.05,
+                "Share of training rows predict flags as anomalies (sets threshold_).",
+                low=0.0,
+                high=0.5,
+                tunable=False,
+            ),
             *training_hyperparameters(),
         ]
 
@@ -178,8 +201,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
         init_from: Any = None,
     ) -> Self:
         """Fit on the rows of ``X``; ``y`` and ``y_valid`` (anomaly labels) are ignored."""
-        self._fit(X, None, X_valid=X_valid, callbacks=callbacks, init_model=init_model,
-                  init_from=init_from)
+        self._fit(
+            X,
+            None,
+            X_valid=X_valid,
+            callbacks=callbacks,
+            init_model=init_model,
+            init_from=init_from,
+        )
         self.threshold_ = float(np.quantile(self.score_samples(X), 1.0 - self.contamination))
         return self
 
@@ -204,8 +233,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
         return [self._inputs(X, reset)]
 
     def _build_module(self) -> nn.Module:
-        net = VAENet(self.n_features_in_, self.n_components, self.depth, self.width,
-                     self.activation, self.dropout)
+        net = VAENet(
+            self.n_features_in_,
+            self.n_components,
+            self.depth,
+            self.width,
+            self.activation,
+            self.dropout,
+        )
         net.center.copy_(torch.from_numpy(self.x_mean_ / self.x_scale_))
         return net
 
@@ -222,8 +257,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
     ) -> dict[str, float]:
         (x,) = data
         error, kl = module.terms(x, None)
-        return {"loss": float((0.5 * error + self.beta * kl).mean()),
-                "reconstruction_error": float(error.mean()) / x.shape[1]}
+        return {
+            "loss": float((0.5 * error + self.beta * kl).mean()),
+            "reconstruction_error": float(error.mean()) / x.shape[1],
+        }
 
     def score_samples(self, X: Any) -> npt.NDArray[np.float64]:
         """Anomaly score per row; higher = more anomalous (see the module docstring)."""
@@ -251,13 +288,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
         """Latent means, ``(n, n_components)``: embeddings of the rows."""
         check_is_fitted(self)
         x = self._inputs(X, reset=False)
-        return self._infer(
-            lambda b: self.module_.encode(self.module_.centred(b[0]))[0], [x]
-        ).double().numpy()
+        return (
+            self._infer(lambda b: self.module_.encode(self.module_.centred(b[0]))[0], [x])
+            .double()
+            .numpy()
+        )
 
     def _fitted_config(self) -> dict[str, Any]:
-        return {"x_mean": self.x_mean_.tolist(), "x_scale": self.x_scale_.tolist(),
-                "threshold": self.threshold_}
+        return {
+            "x_mean": self.x_mean_.tolist(),
+            "x_scale": self.x_scale_.tolist(),
+            "threshold": self.threshold_,
+        }
 
     def _restore_fitted(self, config: dict[str, Any]) -> None:
         self.x_mean_ = np.asarray(config["x_mean"], dtype=np.float64)
