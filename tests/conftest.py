@@ -46,7 +46,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(home=tmp_path / "home", database_url=database_url)
+    # Cheap password hashing: tests hash many passwords; production keeps the defaults.
+    return Settings(
+        home=tmp_path / "home", database_url=database_url, argon2_time_cost=1, argon2_memory_kib=64
+    )
 
 
 @pytest.fixture

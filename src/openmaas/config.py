@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     profile_sample_rows: int = Field(
         default=10_000, description="Rows kept as a random sample in each profile."
     )
+    argon2_time_cost: int = Field(default=3, ge=1, description="argon2id passes per hash.")
+    argon2_memory_kib: int = Field(
+        default=65536, ge=8, description="argon2id memory per password hash, in KiB."
+    )
     token_default_days: int = Field(default=90, description="Default API token lifetime.")
     sqlite_busy_timeout_s: float = 30.0
     trust_proxy_headers: bool = Field(

@@ -38,8 +38,7 @@ FAST = {"batch_size": 0, "patience": 0}
 TEST_PARAMS: dict[str, dict[str, Any]] = {
     "dnn": {"depth": 1, "width": 8, "epochs": 20, "learning_rate": 0.1, **FAST},
     "fm": {"n_factors": 2, "epochs": 20, "learning_rate": 0.05, **FAST},
-    "vae": {"depth": 1, "width": 4, "n_components": 2, "epochs": 10, "learning_rate": 0.05,
-            **FAST},
+    "vae": {"depth": 1, "width": 4, "n_components": 2, "epochs": 10, "learning_rate": 0.05, **FAST},
 }
 CHECKED = [
     DNN("multiclass", **TEST_PARAMS["dnn"]),
@@ -136,7 +135,7 @@ def test_every_constructor_argument_is_a_documented_hyperparameter(name: str) ->
     signature = inspect.signature(cls.__init__)
     defaults = {k: p.default for k, p in signature.parameters.items() if k != "self"}
     declared = {h.name: h for h in cls.hyperparameters()}
-    assert list(defaults)[0] == "task_type"
+    assert next(iter(defaults)) == "task_type"
     assert set(defaults) - {"task_type"} == set(declared)
     for key, hp in declared.items():
         assert hp.default == defaults[key], key
@@ -205,8 +204,10 @@ def test_fine_tuning_starts_from_the_parent(via: str, tmp_path: Path) -> None:
     source = {"init_model": parent} if via == "init_model" else {"init_from": tmp_path}
     child = DNN("regression", **{**params, "epochs": 1}).fit(X[:50], y[:50], **source)
     fresh = DNN("regression", **{**params, "epochs": 1}).fit(X[:50], y[:50])
-    assert child.learning_curve_.values["train_loss"][0] < fresh.learning_curve_.values[
-        "train_loss"][0] / 5
+    assert (
+        child.learning_curve_.values["train_loss"][0]
+        < fresh.learning_curve_.values["train_loss"][0] / 5
+    )
     assert child.y_mean_ == parent.y_mean_  # the parent's encoders, not refitted
 
 
@@ -293,8 +294,9 @@ def test_ncf_full_ranking_matches_pair_scores_and_masks_exclusions() -> None:
 def test_ncf_explicit_ratings_predict_in_rating_units() -> None:
     pairs = _users_items()
     ratings = 1.0 + (pairs["item"] % 5)
-    model = NCF(loss="mse", model="gmf", epochs=30, batch_size=0, learning_rate=0.05,
-                patience=0).fit(pairs, ratings)
+    model = NCF(
+        loss="mse", model="gmf", epochs=30, batch_size=0, learning_rate=0.05, patience=0
+    ).fit(pairs, ratings)
     assert np.sqrt(np.mean((model.predict(pairs) - ratings) ** 2)) < 0.5
     with pytest.raises(InvalidInput, match="loss 'mse' needs ratings y"):
         NCF(loss="mse").fit(pairs)

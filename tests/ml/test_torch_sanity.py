@@ -70,13 +70,22 @@ def test_multitask_dnn_beats_single_task_dnns_on_related_targets_with_little_dat
     truth = np.tanh(2.0 * X @ shared) @ rng.normal(size=(2, n_targets))
     Y = truth + 0.5 * rng.normal(size=truth.shape)
     train, test = slice(0, n_train), slice(n_train, None)
-    params = {"depth": 1, "width": 4, "activation": "tanh", "epochs": 100, "batch_size": 0,
-              "learning_rate": 0.02, "patience": 0}
+    params = {
+        "depth": 1,
+        "width": 4,
+        "activation": "tanh",
+        "epochs": 100,
+        "batch_size": 0,
+        "learning_rate": 0.02,
+        "patience": 0,
+    }
     multi = DNN("multitarget", **params).fit(X[train], Y[train]).predict(X[test])
-    single = np.column_stack([
-        DNN("regression", **params).fit(X[train], Y[train, j]).predict(X[test])
-        for j in range(n_targets)
-    ])
+    single = np.column_stack(
+        [
+            DNN("regression", **params).fit(X[train], Y[train, j]).predict(X[test])
+            for j in range(n_targets)
+        ]
+    )
     multi_rmse = np.sqrt(np.mean((multi - truth[test]) ** 2))
     single_rmse = np.sqrt(np.mean((single - truth[test]) ** 2))
     assert multi_rmse < 0.8 * single_rmse
@@ -85,7 +94,10 @@ def test_multitask_dnn_beats_single_task_dnns_on_related_targets_with_little_dat
 def test_bpr_mf_beats_popularity_on_implicit_feedback_with_latent_structure() -> None:
     rng = np.random.RandomState(0)
     n_users, n_items, n_groups = 300, 200, 4
-    user_group, item_group = rng.randint(n_groups, size=n_users), rng.randint(n_groups, size=n_items)
+    user_group, item_group = (
+        rng.randint(n_groups, size=n_users),
+        rng.randint(n_groups, size=n_items),
+    )
     popularity = rng.zipf(1.5, size=n_items).clip(max=50).astype(float)
     taste = np.where(user_group[:, None] == item_group[None, :], 1.0, 0.1) * popularity
     taste /= taste.sum(axis=1, keepdims=True)
@@ -94,8 +106,15 @@ def test_bpr_mf_beats_popularity_on_implicit_feedback_with_latent_structure() ->
     test = np.zeros((n_users, 20), dtype=bool)
     test[:, :5] = True  # five held-out interactions per user
     train_pairs, test_pairs = pairs[~test.ravel()], pairs[test.ravel()]
-    model = NCF(model="gmf", loss="bpr", n_factors=16, epochs=30, batch_size=256,
-                learning_rate=0.01, patience=0).fit(train_pairs)
+    model = NCF(
+        model="gmf",
+        loss="bpr",
+        n_factors=16,
+        epochs=30,
+        batch_size=256,
+        learning_rate=0.01,
+        patience=0,
+    ).fit(train_pairs)
     assert list(model.users_) == list(range(n_users))
 
     def matrix(frame: pd.DataFrame) -> np.ndarray:

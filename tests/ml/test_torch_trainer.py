@@ -59,14 +59,47 @@ def _cases() -> list[tuple[str, Algorithm, tuple[Any, ...]]]:
     windows = rng.normal(size=(200, 6))
     return [
         # dropout, batch norm, mini-batches, plateau schedule, early stopping on a holdout
-        ("dnn", DNN(epochs=12, batch_size=32, dropout=0.3, batch_norm=True, patience=3,
-                    lr_schedule="plateau", lr_decay_epochs=1, optimizer="momentum",
-                    learning_rate=0.05), (X, y)),
+        (
+            "dnn",
+            DNN(
+                epochs=12,
+                batch_size=32,
+                dropout=0.3,
+                batch_norm=True,
+                patience=3,
+                lr_schedule="plateau",
+                lr_decay_epochs=1,
+                optimizer="momentum",
+                learning_rate=0.05,
+            ),
+            (X, y),
+        ),
         ("vae", VAE(epochs=6, batch_size=50, lr_schedule="cosine", patience=0), (X,)),
-        ("ncf", NCF(epochs=6, batch_size=64, loss="bpr", lr_schedule="step",
-                    lr_decay_epochs=2, n_factors=4, width=8), (pairs,)),
-        ("rnn", RNN(epochs=5, batch_size=40, cell="lstm", hidden_size=8, optimizer="sgd",
-                    learning_rate=0.1), (windows[:, :5], windows[:, 5])),
+        (
+            "ncf",
+            NCF(
+                epochs=6,
+                batch_size=64,
+                loss="bpr",
+                lr_schedule="step",
+                lr_decay_epochs=2,
+                n_factors=4,
+                width=8,
+            ),
+            (pairs,),
+        ),
+        (
+            "rnn",
+            RNN(
+                epochs=5,
+                batch_size=40,
+                cell="lstm",
+                hidden_size=8,
+                optimizer="sgd",
+                learning_rate=0.1,
+            ),
+            (windows[:, :5], windows[:, 5]),
+        ),
     ]
 
 
@@ -94,7 +127,9 @@ def test_a_checkpoint_of_another_run_is_refused() -> None:
     first = Recorder()
     DNN(epochs=2, patience=0).fit(X, y, callbacks=first)
     with pytest.raises(InvalidInput, match="the checkpoint was written by a different training"):
-        DNN(epochs=2, patience=0, width=32).fit(X, y, callbacks=Recorder(resume=first.checkpoints[1]))
+        DNN(epochs=2, patience=0, width=32).fit(
+            X, y, callbacks=Recorder(resume=first.checkpoints[1])
+        )
     with pytest.raises(InvalidInput, match="cannot resume training: the checkpoint is unreadable"):
         DNN(epochs=2, patience=0).fit(X, y, callbacks=Recorder(resume=b"garbage"))
 
@@ -110,26 +145,50 @@ def test_a_finished_checkpoint_resumes_to_the_same_model() -> None:
 
 
 def test_a_huge_learning_rate_fails_with_the_epoch_and_the_rate() -> None:
-    X, y = _data()
+    X, _ = _data()
     target = X[:, 0] * 1e3
-    model = DNN("regression", learning_rate=1e3, optimizer="sgd", epochs=20, patience=0,
-                max_gradient_norm=None)
-    with pytest.raises(TrainingDiverged, match=r"^loss became (NaN|infinite) at epoch 2 "
-                       r"\(learning rate 1000 may be too high\)$") as caught:
+    model = DNN(
+        "regression",
+        learning_rate=1e3,
+        optimizer="sgd",
+        epochs=20,
+        patience=0,
+        max_gradient_norm=None,
+    )
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"^loss became (NaN|infinite) at epoch 2 "
+        r"\(learning rate 1000 may be too high\)$",
+    ) as caught:
         model.fit(X, target)
     assert caught.value.details == {"epoch": 2, "reason": "inf_loss", "learning_rate": 1000.0}
     assert caught.value.code == "training_diverged" and caught.value.status == 422
 
 
 def test_an_exploding_gradient_fails_before_the_weights_are_ruined() -> None:
-    X, y = _data()
-    model = DNN("regression", learning_rate=10.0, optimizer="sgd", epochs=20, patience=0,
-                max_gradient_norm=100.0)
-    with pytest.raises(TrainingDiverged, match=r"^gradient norm \S+ exceeded "
-                       r"max_gradient_norm=100 at epoch \d+ \(learning rate 10 may be too high"):
+    X, _ = _data()
+    model = DNN(
+        "regression",
+        learning_rate=10.0,
+        optimizer="sgd",
+        epochs=20,
+        patience=0,
+        max_gradient_norm=100.0,
+    )
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"^gradient norm \S+ exceeded "
+        r"max_gradient_norm=100 at epoch \d+ \(learning rate 10 may be too high",
+    ):
         model.fit(X, X[:, 0] * 50)
-    clipped = DNN("regression", learning_rate=0.01, optimizer="sgd", epochs=3, patience=0,
-                  clip_gradient_norm=0.5).fit(X, X[:, 0] * 50)
+    clipped = DNN(
+        "regression",
+        learning_rate=0.01,
+        optimizer="sgd",
+        epochs=3,
+        patience=0,
+        clip_gradient_norm=0.5,
+    ).fit(X, X[:, 0] * 50)
     assert np.isfinite(clipped.predict(X)).all()
 
 
@@ -142,8 +201,14 @@ def test_learning_rate_schedules(schedule: str) -> None:
         def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
             lrs.append(optimiser_lr())
 
-    model = DNN(epochs=6, lr_schedule=schedule, lr_decay_epochs=2, lr_decay=0.5,
-                learning_rate=0.01, patience=0)
+    model = DNN(
+        epochs=6,
+        lr_schedule=schedule,
+        lr_decay_epochs=2,
+        lr_decay=0.5,
+        learning_rate=0.01,
+        patience=0,
+    )
     captured: list[torch.optim.Optimizer] = []
     original = torch.optim.Adam.__init__
 
@@ -179,7 +244,7 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
 
 
 def test_explicit_validation_data_is_used_instead_of_a_holdout() -> None:
-    X, y = _data()
+    X, _ = _data()
     seen: list[dict[str, float]] = []
 
     class Keep(TrainingCallbacks):
@@ -196,14 +261,20 @@ def test_explicit_validation_data_is_used_instead_of_a_holdout() -> None:
 @pytest.mark.parametrize("batch_size", [0, 1, 7])
 def test_full_batch_online_and_mini_batch_learning(batch_size: int) -> None:
     X, y = _data()
-    model = DNN(epochs=2, batch_size=batch_size, optimizer="sgd", learning_rate=0.01,
-                patience=0, batch_norm=batch_size != 1)
+    model = DNN(
+        epochs=2,
+        batch_size=batch_size,
+        optimizer="sgd",
+        learning_rate=0.01,
+        patience=0,
+        batch_norm=batch_size != 1,
+    )
     model.fit(X[:50], y[:50])
     assert np.isfinite(model.learning_curve_.values["train_loss"]).all()
 
 
 def test_batch_norm_with_one_row_batches_is_refused_clearly() -> None:
-    X, y = _data()
+    X, _ = _data()
     with pytest.raises(ValueError, match="batch_norm needs at least 2 samples; got 1 sample"):
         DNN("regression", batch_norm=True).fit(X[:1], [0.5])
 

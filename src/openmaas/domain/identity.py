@@ -12,6 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from openmaas.config import Settings
 from openmaas.domain import audit
 from openmaas.domain.context import Ctx, Platform
 from openmaas.domain.names import check_name
@@ -27,17 +29,21 @@ from openmaas.errors import Conflict, InvalidInput, NotFound, PermissionDenied, 
 from openmaas.store.metadata.tables import ApiToken, Membership, User
 
 TOKEN_PREFIX = "om_"
-_hasher = PasswordHasher()
 
 
-def hash_password(password: str) -> str:
+@lru_cache(maxsize=4)
+def _hasher(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+def hash_password(password: str, settings: Settings) -> str:
     if len(password) < 8:
         raise InvalidInput(
             "password must have at least 8 characters", details={"field": "password"}
         )
     if len(password) > 1024:
         raise InvalidInput("password is too long", details={"field": "password"})
-    return _hasher.hash(password)
+    return _hasher(settings.argon2_time_cost, settings.argon2_memory_kib).hash(password)
 
 
 def token_hash(token: str) -> str:
@@ -97,7 +103,7 @@ def _insert_user(
         username=username,
         email=email,
         display_name=display_name,
-        password_hash=hash_password(password) if password else None,
+        password_hash=hash_password(password, ctx.settings) if password else None,
         is_admin=is_admin,
         is_service=service_org_id is not None,
         service_org_id=service_org_id,
@@ -145,17 +151,20 @@ def set_password(ctx: Ctx, old_password: str, new_password: str) -> None:
         raise Unauthenticated("log in first")
     with ctx.store.write() as s:
         user = s.get(User, ctx.principal.user_id)
-        if user is None or not _verify(user, old_password):
+        if user is None or not _verify(ctx.settings, user, old_password):
             raise PermissionDenied("the current password is wrong")
-        user.password_hash = hash_password(new_password)
+        user.password_hash = hash_password(new_password, ctx.settings)
         audit.record(s, ctx.principal, "user.password", "user", user.id)
 
 
-def _verify(user: User, password: str) -> bool:
+def _verify(settings: Settings, user: User, password: str) -> bool:
+    """Check a password; the hash carries its own parameters, so old hashes still verify."""
     if not user.password_hash:
         return False
     try:
-        return _hasher.verify(user.password_hash, password)
+        return _hasher(settings.argon2_time_cost, settings.argon2_memory_kib).verify(
+            user.password_hash, password
+        )
     except (VerificationError, InvalidHashError):
         return False
 
@@ -188,7 +197,7 @@ def login(ctx: Ctx, username: str, password: str, *, token_name: str = "login") 
     """Exchange a password for a new read+write token."""
     with ctx.store.write() as s:
         user = s.scalar(select(User).where(User.username == username))
-        if user is None or user.disabled or not _verify(user, password):
+        if user is None or user.disabled or not _verify(ctx.settings, user, password):
             raise Unauthenticated("wrong username or password")
         new = _issue(s, user.id, token_name, ["read", "write"], ctx.settings.token_default_days)
         who = Principal(

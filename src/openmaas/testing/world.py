@@ -108,31 +108,24 @@ class World:
 
     # Fresh targets -------------------------------------------------------------------
 
-    def new_project(self, visibility: str, *, grant: bool = True) -> int:
-        """A project in ``lab`` shared with ``uni`` like the world's own ones."""
-        body = {"org": ORG, "name": self.unique("project"), "visibility": visibility}
+    def new_project(self, visibility: str, *, name: str | None = None) -> int:
+        """A project in ``lab`` shared with ``uni``, like the world's own ones."""
+        body = {"org": ORG, "name": name or self.unique("project"), "visibility": visibility}
         project_id = int(self.ok("owner", "POST", "/projects", json=body)["id"])
-        if grant:
-            self.ok(
-                "owner",
-                "PUT",
-                f"/projects/{project_id}/grants/{PARTNER_ORG}",
-                json={"role": PARTNER_ROLE},
-            )
+        grant = {"role": PARTNER_ROLE}
+        self.ok("owner", "PUT", f"/projects/{project_id}/grants/{PARTNER_ORG}", json=grant)
         return project_id
 
-    def new_dataset(self, project_id: int, *, role: str = "owner") -> int:
-        data = self.ok(
-            role,
-            "POST",
-            f"/projects/{project_id}/datasets",
-            params={"name": self.unique("dataset"), "format": "csv"},
-            content=CSV.encode(),
-        )
+    def new_dataset(self, project_id: int, *, role: str = "owner", name: str | None = None) -> int:
+        params = {"name": name or self.unique("dataset"), "format": "csv"}
+        path = f"/projects/{project_id}/datasets"
+        data = self.ok(role, "POST", path, params=params, content=CSV.encode())
         return int(data["dataset"]["id"])
 
-    def new_task(self, project_id: int, dataset_id: int, *, role: str = "owner") -> int:
-        body = {"name": self.unique("task"), "dataset_id": dataset_id, "spec": TASK_SPEC}
+    def new_task(
+        self, project_id: int, dataset_id: int, *, role: str = "owner", name: str | None = None
+    ) -> int:
+        body = {"name": name or self.unique("task"), "dataset_id": dataset_id, "spec": TASK_SPEC}
         return int(self.ok(role, "POST", f"/projects/{project_id}/tasks", json=body)["id"])
 
     def new_org(self) -> str:
@@ -181,29 +174,10 @@ def build_world(http: httpx.Client, admin_token: str, admin_password: str) -> Wo
         world.ok("owner", "POST", "/orgs", json={"name": name})
 
     for visibility in VISIBILITIES:
-        body = {"org": ORG, "name": visibility, "visibility": visibility}
-        project_id = int(world.ok("owner", "POST", "/projects", json=body)["id"])
-        world.ok(
-            "owner",
-            "PUT",
-            f"/projects/{project_id}/grants/{PARTNER_ORG}",
-            json={"role": PARTNER_ROLE},
-        )
-        dataset = world.ok(
-            "owner",
-            "POST",
-            f"/projects/{project_id}/datasets",
-            params={"name": "people", "format": "csv", "target": "y"},
-            content=CSV.encode(),
-        )
-        dataset_id = int(dataset["dataset"]["id"])
-        task = world.ok(
-            "owner",
-            "POST",
-            f"/projects/{project_id}/tasks",
-            json={"name": "people-holdout", "dataset_id": dataset_id, "spec": TASK_SPEC},
-        )
-        world.spaces[visibility] = Space(project_id, dataset_id, int(task["id"]))
+        project_id = world.new_project(visibility, name=visibility)
+        dataset_id = world.new_dataset(project_id, name="people")
+        task_id = world.new_task(project_id, dataset_id, name="people-holdout")
+        world.spaces[visibility] = Space(project_id, dataset_id, task_id)
     return world
 
 

@@ -27,7 +27,11 @@ from torch.nn import functional as F
 from openmaas.errors import InvalidInput
 from openmaas.ml.catalog.base import HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.registry import register
-from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, training_hyperparameters
+from openmaas.ml.catalog.torch.estimator import (
+    TorchAlgorithm,
+    reject_unknown,
+    training_hyperparameters,
+)
 from openmaas.ml.catalog.torch.inputs import (
     check_categorical,
     decode_labels,
@@ -176,12 +180,14 @@ class DNN(TorchAlgorithm):
         init_from: Any = None,
         categorical_features: Sequence[int] | None = None,
         cardinalities: Sequence[int] | None = None,
+        **fit_params: Any,
     ) -> Self:
         """Fit on ``X``, ``y``; see :class:`TorchAlgorithm` for the keyword arguments.
 
         ``categorical_features`` are the column indices holding category codes
         and ``cardinalities`` their numbers of codes (inferred from ``X`` if not given).
         """
+        reject_unknown(fit_params)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -198,14 +204,9 @@ class DNN(TorchAlgorithm):
             cardinalities=cardinalities,
         )
 
-    def _prepare(
-        self,
-        X: Any,
-        y: Any,
-        reset: bool,
-        categorical_features: Sequence[int] | None = None,
-        cardinalities: Sequence[int] | None = None,
-    ) -> list[Any]:
+    def _prepare(self, X: Any, y: Any, reset: bool, **fit_params: Any) -> list[Any]:
+        categorical_features = fit_params.get("categorical_features")
+        cardinalities = fit_params.get("cardinalities")
         multi = self.task_type == "multitarget"
         has_cats = bool(categorical_features) or bool(getattr(self, "categorical_features_", []))
         finite: Any = "allow-nan" if has_cats else True
@@ -230,8 +231,10 @@ class DNN(TorchAlgorithm):
         return [numeric, codes, reg, cls]
 
     def _targets_2d(self, y: Any) -> npt.NDArray[Any]:
-        y = np.asarray(y)
-        return y.reshape(len(y), -1) if self.task_type == "multitarget" else y.reshape(-1, 1)
+        values: npt.NDArray[Any] = np.asarray(y)
+        if self.task_type == "multitarget":
+            return values.reshape(len(values), -1)
+        return values.reshape(-1, 1)
 
     def _fit_targets(self, y: Any) -> None:
         y2 = self._targets_2d(y)
@@ -358,8 +361,8 @@ class DNN(TorchAlgorithm):
         return list(torch.split(flat.double(), sizes, dim=1))
 
     def predict(self, X: Any) -> npt.NDArray[Any]:
-        """Class labels (classification), values (regression), an (n, targets) array (multitarget)."""
-        columns = []
+        """Labels (classification), values (regression), an (n, targets) array (multitarget)."""
+        columns: list[npt.NDArray[Any]] = []
         outputs = self._outputs(X)
         r = 0
         for out, classes in zip(outputs, self.target_classes_, strict=True):
@@ -375,7 +378,7 @@ class DNN(TorchAlgorithm):
         kinds = set(self.target_kinds_)
         return np.column_stack(columns) if kinds == {"regression"} else _object_columns(columns)
 
-    @available_if(_classifier_only)
+    @available_if(_classifier_only)  # type: ignore[untyped-decorator]
     def predict_proba(self, X: Any) -> npt.NDArray[np.float64]:
         """Class probabilities, columns in the order of ``classes_``."""
         return self._outputs(X)[0].softmax(dim=1).numpy()

@@ -39,7 +39,14 @@ from openmaas.ml.catalog.persist import read_json, write_json
 from openmaas.ml.catalog.torch.inputs import data_digest, take
 from openmaas.ml.catalog.torch.trainer import TrainSettings, torch_session, train
 
-__all__ = ["CONFIG_FILE", "FORMAT", "WEIGHTS_FILE", "TorchAlgorithm", "training_hyperparameters"]
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT",
+    "WEIGHTS_FILE",
+    "TorchAlgorithm",
+    "reject_unknown",
+    "training_hyperparameters",
+]
 
 FORMAT = "openmaas.torch/1"
 CONFIG_FILE = "config.json"
@@ -47,7 +54,7 @@ WEIGHTS_FILE = "weights.pt"
 PREDICT_ROWS = 65_536
 """Rows per inference batch."""
 
-_SEARCH = {
+_SEARCH: dict[str, dict[str, Any]] = {
     "batch_size": {"low": 16, "high": 1024, "log": True},
     "learning_rate": {"low": 1e-4, "high": 1e-1, "log": True},
     "weight_decay": {"low": 1e-8, "high": 1e-2, "log": True},
@@ -429,6 +436,12 @@ class TorchAlgorithm(Algorithm):
         self.n_epochs_ = int(fitted.get("n_epochs", 0))
         self.best_epoch_ = int(fitted.get("best_epoch", 0))
         self._restore_fitted(fitted)
+
+
+def reject_unknown(fit_params: dict[str, Any]) -> None:
+    """TypeError naming fit parameters no torch algorithm takes."""
+    if fit_params:
+        raise TypeError(f"unexpected fit parameters: {', '.join(sorted(fit_params))}")
 
 
 def _holdout(columns: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any] | None]:

@@ -32,7 +32,11 @@ from torch.nn import functional as F
 from openmaas.errors import InvalidInput
 from openmaas.ml.catalog.base import HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.registry import register
-from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, training_hyperparameters
+from openmaas.ml.catalog.torch.estimator import (
+    TorchAlgorithm,
+    reject_unknown,
+    training_hyperparameters,
+)
 from openmaas.ml.catalog.torch.inputs import (
     check_categorical,
     decode_labels,
@@ -47,12 +51,14 @@ __all__ = ["FMNet", "FactorizationMachine"]
 class FMNet(nn.Module):
     """Second-order FM over numeric inputs (dense or sparse COO) and categorical fields."""
 
+    offsets: torch.Tensor  # first row of each field in the shared tables
+
     def __init__(self, n_numeric: int, cardinalities: Sequence[int], n_factors: int) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1))
         self.weight = nn.Parameter(torch.zeros(n_numeric, 1))
         self.factors = nn.Parameter(torch.randn(n_numeric, n_factors) * 0.01)
-        offsets = np.concatenate([[0], np.cumsum(cardinalities)[:-1]]) if cardinalities else []
+        offsets: Any = np.cumsum([0, *cardinalities])[:-1]
         self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.int64))
         total = int(sum(cardinalities))
         self.cat_weight = nn.Embedding(max(total, 1), 1)
@@ -82,7 +88,8 @@ class FMNet(nn.Module):
             embedded = self.cat_factors(rows)  # (n, fields, k)
             total = total + embedded.sum(dim=1)
             squares = squares + embedded.square().sum(dim=1)
-        return self.bias + linear + 0.5 * (total.square() - squares).sum(dim=1)
+        out: torch.Tensor = self.bias + linear + 0.5 * (total.square() - squares).sum(dim=1)
+        return out
 
 
 def _classifier_only(self: FactorizationMachine) -> bool:
@@ -171,8 +178,10 @@ class FactorizationMachine(TorchAlgorithm):
         init_from: Any = None,
         categorical_features: Sequence[int] | None = None,
         cardinalities: Sequence[int] | None = None,
+        **fit_params: Any,
     ) -> Self:
         """Fit on ``X``, ``y``; keyword arguments as for :class:`~.dnn.DNN`."""
+        reject_unknown(fit_params)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -218,8 +227,8 @@ class FactorizationMachine(TorchAlgorithm):
         numeric, codes = split_categorical(X, self.categorical_features_, self.cardinalities_)
         return numeric, codes, y
 
-    def _prepare(self, X: Any, y: Any, reset: bool, **cat: Any) -> list[Any]:
-        numeric, codes, y = self._inputs(X, reset, y, **cat)
+    def _prepare(self, X: Any, y: Any, reset: bool, **fit_params: Any) -> list[Any]:
+        numeric, codes, y = self._inputs(X, reset, y, **fit_params)
         if self._is_classifier:
             if reset:
                 check_classification_targets(y)
@@ -280,12 +289,12 @@ class FactorizationMachine(TorchAlgorithm):
             return self.classes_[(out > 0).astype(np.int64)]
         return out * self.y_scale_ + self.y_mean_
 
-    @available_if(_classifier_only)
+    @available_if(_classifier_only)  # type: ignore[untyped-decorator]
     def decision_function(self, X: Any) -> npt.NDArray[np.float64]:
         """The logit of the second class of ``classes_``."""
         return self._raw(X)
 
-    @available_if(_classifier_only)
+    @available_if(_classifier_only)  # type: ignore[untyped-decorator]
     def predict_proba(self, X: Any) -> npt.NDArray[np.float64]:
         p = expit(self._raw(X))
         return np.column_stack([1.0 - p, p])

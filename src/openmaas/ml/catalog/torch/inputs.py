@@ -152,5 +152,5 @@ def data_digest(params: dict[str, Any], columns: Sequence[Any]) -> str:
         for part in parts:
             array = np.ascontiguousarray(part)
             h.update(str(array.shape).encode() + array.dtype.str.encode())
-            h.update(memoryview(array.reshape(-1).view(np.uint8)))
+            h.update(array.reshape(-1).view(np.uint8).data)
     return h.hexdigest()

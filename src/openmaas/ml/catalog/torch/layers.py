@@ -46,7 +46,8 @@ def embedding_size(cardinality: int, cap: int | None) -> int:
     """Embedding width of a column: ``cap`` if given, else fast.ai's rule of thumb."""
     if cap is not None:
         return cap
-    return max(1, min(50, round(1.6 * max(cardinality, 1) ** 0.56)))
+    size: float = 1.6 * float(max(cardinality, 1)) ** 0.56
+    return max(1, min(50, round(size)))
 
 
 class TabularInput(nn.Module):

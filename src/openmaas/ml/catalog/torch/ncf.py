@@ -23,7 +23,7 @@ their scores come from the biases (popularity for unknown users).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,11 @@ from torch.nn import functional as F
 from openmaas.errors import InvalidInput
 from openmaas.ml.catalog.base import HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.registry import register
-from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, training_hyperparameters
+from openmaas.ml.catalog.torch.estimator import (
+    TorchAlgorithm,
+    reject_unknown,
+    training_hyperparameters,
+)
 from openmaas.ml.catalog.torch.inputs import decode_labels, encode_labels
 from openmaas.ml.catalog.torch.layers import ACTIVATIONS, mlp
 from openmaas.ml.catalog.torch.trainer import torch_session
@@ -74,27 +78,31 @@ class NCFNet(nn.Module):
         if tower != "gmf":
             self.out = nn.Linear(out_dim, 1, bias=False)
 
-    def _biases(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.bias + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
-
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of (user, item) pairs, ``(n,)``."""
-        out = self._biases(users, items)
+        out: torch.Tensor = self.bias + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
         if self.tower == "gmf":
-            return out + (self.gmf_user(users) * self.gmf_item(items)).sum(dim=1)
+            dot: torch.Tensor = (self.gmf_user(users) * self.gmf_item(items)).sum(dim=1)
+            return out + dot
         parts = []
         if self.tower == "neumf":
             parts.append(self.gmf_user(users) * self.gmf_item(items))
         hidden = torch.cat([self.mlp_user(users), self.mlp_item(items)], dim=1)
         parts.append(self.mlp(hidden))
-        return out + self.out(torch.cat(parts, dim=1))[:, 0]
+        top: torch.Tensor = self.out(torch.cat(parts, dim=1))
+        return out + top[:, 0]
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Scores of every user against every item, ``(len(users), len(items))``."""
-        out = self.bias + self.user_bias(users) + self.item_bias(items)[:, 0][None, :]
+        """Scores of every user against every item, ``(len(users), len(items))``.
+
+        Matrix products only: the GMF term is ``(P * w) @ Q.T``; the MLP's first
+        layer splits into a user part and an item part, broadcast-added.
+        """
+        out: torch.Tensor = self.bias + self.user_bias(users) + self.item_bias(items)[:, 0]
         k = self.gmf_user.embedding_dim if self.tower != "mlp" else 0
         if self.tower == "gmf":
-            return out + self.gmf_user(users) @ self.gmf_item(items).T
+            products: torch.Tensor = self.gmf_user(users) @ self.gmf_item(items).T
+            return out + products
         if self.tower == "neumf":
             w = self.out.weight[0, :k]
             out = out + (self.gmf_user(users) * w) @ self.gmf_item(items).T
@@ -103,7 +111,7 @@ class NCFNet(nn.Module):
         half = self.mlp_user.embedding_dim
         a = self.mlp_user(users) @ first.weight[:, :half].T + first.bias  # (b, h)
         c = self.mlp_item(items) @ first.weight[:, half:].T  # (m, h)
-        hidden = self.mlp[1:](a[:, None, :] + c[None, :, :])  # (b, m, width)
+        hidden: torch.Tensor = self.mlp[1:](a[:, None, :] + c[None, :, :])  # (b, m, width)
         return out + hidden @ self.out.weight[0, k:]
 
 
@@ -244,8 +252,10 @@ class NCF(TorchAlgorithm):
         callbacks: TrainingCallbacks | None = None,
         init_model: NCF | None = None,
         init_from: Any = None,
+        **fit_params: Any,
     ) -> Self:
         """Fit on (user, item) rows ``X`` and ratings or strengths ``y`` (see the module)."""
+        reject_unknown(fit_params)
         self._positives: torch.Tensor | None = None  # set from the training rows
         self._fit(
             X,
@@ -261,7 +271,7 @@ class NCF(TorchAlgorithm):
 
     # -- data ----------------------------------------------------------------------------
 
-    def _prepare(self, X: Any, y: Any, reset: bool) -> list[Any]:
+    def _prepare(self, X: Any, y: Any, reset: bool, **fit_params: Any) -> list[Any]:
         users, items = _pairs(X)
         keep = ~(pd.isna(users) | pd.isna(items))
         if reset and not keep.all():
@@ -425,7 +435,7 @@ class NCF(TorchAlgorithm):
         self.module_.eval()
         for start in range(0, len(users), step):
             with torch_session(None, self.n_threads), torch.inference_mode():
-                scores = self.module_.score_all(users[start : start + step], items)
+                scores = cast(NCFNet, self.module_).score_all(users[start : start + step], items)
                 if banned is not None:
                     rows, cols = banned
                     sel = (rows >= start) & (rows < start + len(scores))
@@ -435,7 +445,10 @@ class NCF(TorchAlgorithm):
     # -- files ---------------------------------------------------------------------------
 
     def _fitted_config(self) -> dict[str, Any]:
-        out = {"users": encode_labels(self.users_), "items": encode_labels(self.items_)}
+        out: dict[str, Any] = {
+            "users": encode_labels(self.users_),
+            "items": encode_labels(self.items_),
+        }
         if self.loss == "mse":
             out.update(y_mean=self.y_mean_, y_scale=self.y_scale_)
         return out

@@ -16,7 +16,7 @@ The last hidden state of the top layer feeds a linear head for all steps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -30,12 +30,16 @@ from torch.nn import functional as F
 from openmaas.errors import InvalidInput
 from openmaas.ml.catalog.base import HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.registry import register
-from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, training_hyperparameters
+from openmaas.ml.catalog.torch.estimator import (
+    TorchAlgorithm,
+    reject_unknown,
+    training_hyperparameters,
+)
 from openmaas.ml.catalog.torch.inputs import decode_labels, encode_labels
 
 __all__ = ["RNN", "RNNNet"]
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class RNNNet(nn.Module):
@@ -55,7 +59,8 @@ class RNNNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
-        return self.head(out[:, -1])
+        last: torch.Tensor = self.head(out[:, -1])
+        return last
 
 
 def _classifies(self: RNN) -> bool:
@@ -144,8 +149,10 @@ class RNN(TorchAlgorithm):
         callbacks: TrainingCallbacks | None = None,
         init_model: RNN | None = None,
         init_from: Any = None,
+        **fit_params: Any,
     ) -> Self:
         """Fit on windows ``X`` and what follows them, ``y`` (see the module docstring)."""
+        reject_unknown(fit_params)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -182,7 +189,7 @@ class RNN(TorchAlgorithm):
             )
         return torch.from_numpy(((data - self.x_mean_) / self.x_scale_).astype(np.float32))
 
-    def _prepare(self, X: Any, y: Any, reset: bool) -> list[Any]:
+    def _prepare(self, X: Any, y: Any, reset: bool, **fit_params: Any) -> list[Any]:
         x = self._windows(X, reset)
         target = np.asarray(y)
         if len(target) != len(x):
@@ -252,7 +259,7 @@ class RNN(TorchAlgorithm):
             pred = self.classes_[out.reshape(len(out), self.horizon_, -1).argmax(dim=2).numpy()]
         return pred.reshape(-1) if self.y_ndim_ == 1 else pred
 
-    @available_if(_classifies)
+    @available_if(_classifies)  # type: ignore[untyped-decorator]
     def predict_proba(self, X: Any) -> npt.NDArray[np.float64]:
         """Class probabilities ``(n, classes)``, or ``(n, horizon, classes)`` for several steps."""
         out = self._raw(X).double()

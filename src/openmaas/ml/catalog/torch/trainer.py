@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -226,7 +227,7 @@ def _eval_subset(data: Data, seed: int) -> Data:
 
 def _batch_bounds(n_rows: int, batch_size: int) -> list[int]:
     size = n_rows if batch_size <= 0 else min(batch_size, n_rows)
-    bounds = list(range(0, n_rows, size)) + [n_rows]
+    bounds = [*range(0, n_rows, size), n_rows]
     if size > 1 and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
         del bounds[-2]  # never a lone trailing row (batch norm needs two)
     return bounds
@@ -245,7 +246,7 @@ def _run_epoch(
 ) -> float:
     order = torch.randperm(bounds[-1], generator=generator)
     total = 0.0
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in itertools.pairwise(bounds):
         rows = order[start:stop]
         loss = loss_fn([column[rows] for column in data], generator)
         value = float(loss.detach())
@@ -261,7 +262,7 @@ def _run_epoch(
                 },
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         _check_gradients(params, settings, epoch, lr)
         optimizer.step()
         total += value * (stop - start)

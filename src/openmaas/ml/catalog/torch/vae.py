@@ -21,7 +21,7 @@ scores (``threshold_``), else 0; ``transform`` gives the latent means
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,11 @@ from torch import nn
 
 from openmaas.ml.catalog.base import HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.registry import register
-from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, training_hyperparameters
+from openmaas.ml.catalog.torch.estimator import (
+    TorchAlgorithm,
+    reject_unknown,
+    training_hyperparameters,
+)
 from openmaas.ml.catalog.torch.inputs import float_tensor
 from openmaas.ml.catalog.torch.layers import ACTIVATIONS, mlp
 
@@ -40,6 +44,8 @@ __all__ = ["VAE", "VAENet"]
 
 
 class VAENet(nn.Module):
+    center: torch.Tensor  # the training means (scaled), subtracted from every input
+
     def __init__(
         self, n_features: int, n_components: int, depth: int, width: int, activation: str,
         dropout: float,
@@ -76,7 +82,7 @@ class VAENet(nn.Module):
 
 
 @register
-class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
+class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):  # type: ignore[misc]
     name = "vae"
     description = (
         "Variational autoencoder (PyTorch): anomaly score from the reconstruction error or "
@@ -199,8 +205,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
         callbacks: TrainingCallbacks | None = None,
         init_model: VAE | None = None,
         init_from: Any = None,
+        **fit_params: Any,
     ) -> Self:
         """Fit on the rows of ``X``; ``y`` and ``y_valid`` (anomaly labels) are ignored."""
+        reject_unknown(fit_params)
         self._fit(
             X,
             None,
@@ -229,7 +237,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
             return float_tensor(X.multiply(1.0 / self.x_scale_).tocsr())
         return float_tensor(X / self.x_scale_)
 
-    def _prepare(self, X: Any, y: Any, reset: bool) -> list[Any]:
+    def _prepare(self, X: Any, y: Any, reset: bool, **fit_params: Any) -> list[Any]:
         return [self._inputs(X, reset)]
 
     def _build_module(self) -> nn.Module:
@@ -249,14 +257,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
     ) -> torch.Tensor:
         (x,) = batch
         noise = torch.randn((x.shape[0], self.n_components), generator=generator)
-        error, kl = module.terms(x, noise)
+        error, kl = cast(VAENet, module).terms(x, noise)
         return (0.5 * error + self.beta * kl).mean()
 
     def _evaluate(
         self, module: nn.Module, data: Sequence[Any], generator: torch.Generator
     ) -> dict[str, float]:
         (x,) = data
-        error, kl = module.terms(x, None)
+        error, kl = cast(VAENet, module).terms(x, None)
         return {
             "loss": float((0.5 * error + self.beta * kl).mean()),
             "reconstruction_error": float(error.mean()) / x.shape[1],
@@ -267,9 +275,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
         check_is_fitted(self)
         x = self._inputs(X, reset=False)
         n_features = self.n_features_in_
+        net = cast(VAENet, self.module_)
 
         def forward(batch: Sequence[Any]) -> torch.Tensor:
-            error, kl = self.module_.terms(batch[0], None)
+            error, kl = net.terms(batch[0], None)
             if self.anomaly_score == "elbo":
                 return 0.5 * error + kl
             return error / n_features
@@ -288,11 +297,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchAlgorithm):
         """Latent means, ``(n, n_components)``: embeddings of the rows."""
         check_is_fitted(self)
         x = self._inputs(X, reset=False)
-        return (
-            self._infer(lambda b: self.module_.encode(self.module_.centred(b[0]))[0], [x])
-            .double()
-            .numpy()
-        )
+        net = cast(VAENet, self.module_)
+        return self._infer(lambda b: net.encode(net.centred(b[0]))[0], [x]).double().numpy()
 
     def _fitted_config(self) -> dict[str, Any]:
         return {
