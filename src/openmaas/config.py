@@ -72,6 +72,45 @@ class Settings(BaseSettings):
         description="Password of the first admin, made on first start (random if unset).",
     )
 
+    # Jobs ------------------------------------------------------------------------
+    worker_concurrency: int = Field(default=1, description="Jobs one worker runs at once.")
+    worker_memory_mb: int | None = Field(
+        default=None,
+        description="Per-job memory limit in MB (memory private to the job's processes); "
+        "a job over it fails cleanly. Default: 80% of the machine's memory / concurrency.",
+    )
+    worker_threads: int = Field(
+        default=1, description="CPU threads per job (OpenMP, BLAS, torch, LightGBM)."
+    )
+    worker_lease_s: float = Field(
+        default=30.0, description="A job whose worker sent no heartbeat this long is re-queued."
+    )
+    worker_heartbeat_s: float = Field(
+        default=5.0, description="Seconds between heartbeats; at most half the lease."
+    )
+    worker_poll_s: float = Field(
+        default=1.0, description="Seconds between looking for new jobs when idle."
+    )
+    worker_preload: list[str] = Field(
+        default=[
+            "numpy",
+            "pandas",
+            "pyarrow",
+            "pyarrow.parquet",
+            "sklearn",
+            "lightgbm",
+            "torch",
+            "threadpoolctl",
+            "openmaas.ml.catalog",
+            "openmaas.jobs.runner",
+        ],
+        description="Modules the worker's forkserver imports once, so jobs start fast.",
+    )
+    job_retry_backoff_s: float = Field(
+        default=10.0, description="Delay before the first retry of a failed job; doubles each time."
+    )
+    job_retry_backoff_max_s: float = Field(default=600.0, description="Longest retry delay.")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -87,7 +126,17 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
 
-    @field_validator("max_upload_bytes", "max_field_bytes", "max_rows", "max_columns")
+    @field_validator(
+        "max_upload_bytes",
+        "max_field_bytes",
+        "max_rows",
+        "max_columns",
+        "worker_concurrency",
+        "worker_threads",
+        "worker_lease_s",
+        "worker_heartbeat_s",
+        "worker_poll_s",
+    )
     @classmethod
     def _positive(cls, v: int) -> int:
         if v <= 0:

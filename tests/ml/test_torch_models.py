@@ -25,6 +25,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from openmaas.errors import InvalidFile, InvalidInput
 from openmaas.ml.catalog import check_params, get_algorithm
 from openmaas.ml.catalog.base import Algorithm
+from openmaas.ml.catalog.persist import load_pipeline, save_pipeline
 from openmaas.ml.catalog.torch import ALGORITHMS
 from openmaas.ml.catalog.torch.dnn import DNN
 from openmaas.ml.catalog.torch.estimator import CONFIG_FILE, WEIGHTS_FILE
@@ -33,6 +34,7 @@ from openmaas.ml.catalog.torch.ncf import NCF
 from openmaas.ml.catalog.torch.rnn import RNN
 from openmaas.ml.catalog.torch.vae import VAE
 from openmaas.ml.catalog.torch.windows import sliding_windows
+from openmaas.ml.preprocessing import fit_pipeline, make_pipeline
 
 FAST = {"batch_size": 0, "patience": 0}
 TEST_PARAMS: dict[str, dict[str, Any]] = {
@@ -345,3 +347,31 @@ def test_prediction_is_batched_not_per_row() -> None:
     start = time.perf_counter()
     assert neumf.score_matrix().shape == (5000, 2000)  # 10M (user, item) pairs
     assert time.perf_counter() - start < 5.0
+
+
+@pytest.mark.parametrize("name", ["dnn", "fm", "vae"])
+def test_runs_behind_the_engines_preprocessing(name: str, tmp_path: Path) -> None:
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=300),
+            "city": rng.choice(["paris", "rome", "oslo", None], size=300),
+            "flag": rng.choice([True, False], size=300),
+        }
+    )
+    y = ((frame["x"] > 0) ^ (frame["city"] == "rome")).astype(int)
+    task = "anomaly" if name == "vae" else "binary"
+    model = get_algorithm(name)(task_type=task, epochs=5, patience=0)
+    columns = [("x", "numeric"), ("city", "categorical"), ("flag", "boolean")]
+    pipe = make_pipeline(model, columns)
+    fit_pipeline(pipe, frame[:200], y[:200], X_valid=frame[200:], y_valid=y[200:])
+    if name != "vae":
+        prep = pipe.steps[0][1]
+        assert model.categorical_features_ == prep.categorical_features_ == [2]
+        assert model.cardinalities_ == prep.cardinalities_ == [4]  # 3 cities + missing
+    save_pipeline(pipe, tmp_path)
+    loaded = load_pipeline(tmp_path)
+    np.testing.assert_array_equal(loaded.predict(frame), pipe.predict(frame))
+    child = make_pipeline(get_algorithm(name)(task_type=task, epochs=1, patience=0), columns)
+    fit_pipeline(child, frame[200:], y[200:], parent=pipe)
+    assert child.predict(frame).shape == (300,)

@@ -90,7 +90,7 @@ def _scratch(ctx: Ctx) -> Iterator[Path]:
 
 
 def _store_result(ctx: Ctx, result: IngestResult) -> tuple[str, str]:
-    data = ctx.artifacts.put_file(result.parquet_path)
+    data = ctx.artifacts.adopt(result.parquet_path, result.parquet_sha256)
     profile = ctx.artifacts.put_stream(iter([orjson.dumps(result.profile)]))
     return data.digest, profile.digest
 

@@ -126,6 +126,19 @@ class ArtifactStoreSuite:
         assert read_blob(artifact_store, info.digest) == data
         assert src.read_bytes() == data
 
+    @pytest.mark.parametrize("known", [True, False], ids=["digest-known", "digest-unknown"])
+    def test_adopt_consumes_the_file(
+        self, artifact_store: ArtifactStore, tmp_path: Path, known: bool
+    ) -> None:
+        data = content(1000, seed=3)
+        for attempt in range(2):  # the second adopt of the same content is idempotent
+            src = tmp_path / f"owned-{attempt}.bin"
+            src.write_bytes(data)
+            info = artifact_store.adopt(src, sha256(data) if known else None)
+            assert info == BlobInfo(digest=sha256(data), size=len(data))
+            assert not src.exists()
+            assert read_blob(artifact_store, info.digest) == data
+
     @pytest.mark.parametrize("size", [1000, LARGE], ids=["1kB", "9MiB"])
     @pytest.mark.parametrize("kind", ["chunks", "file"])
     def test_put_stream_round_trip(

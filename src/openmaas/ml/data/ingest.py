@@ -197,7 +197,8 @@ def _write(
         columns = profiler.kinds(kinds)
         profile = profiler.result(columns, target=target)
         size = sink.commit()
-    return IngestResult(rows, columns, profile, out, size)
+        digest = sink.sha256
+    return IngestResult(rows, columns, profile, out, size, digest)
 
 
 def _tagged(base: Iterable[pa.Table], new: Iterable[pa.Table]) -> Iterator[tuple[pa.Table, bool]]:

@@ -62,6 +62,7 @@ class IngestResult:
     profile: dict[str, Any]
     parquet_path: Path
     parquet_bytes: int
+    parquet_sha256: str | None = None  # computed while writing, saves a re-read to store it
 
 
 def check_kind(kind: object, *, column: str) -> ColumnKind:

@@ -16,6 +16,8 @@ rows (small batches are coalesced).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import uuid
 from collections import deque
@@ -47,6 +49,8 @@ class ParquetSink:
         self._buffered_rows = 0
         self._buffered_bytes = 0
         self._committed = False
+        self._file: _HashingFile | None = None
+        self.sha256: str | None = None  # of the file, once committed
 
     def __enter__(self) -> ParquetSink:
         return self
@@ -73,8 +77,9 @@ class ParquetSink:
         table = self._buffer[0] if len(self._buffer) == 1 else pa.concat_tables(self._buffer)
         self._buffer, self._buffered_rows, self._buffered_bytes = [], 0, 0
         if self._writer is None:
+            self._file = _HashingFile(self.tmp)
             self._writer = pq.ParquetWriter(
-                self.tmp,
+                self._file,
                 table.schema,
                 compression=COMPRESSION,
                 use_dictionary=_dictionary_columns(table),
@@ -96,6 +101,9 @@ class ParquetSink:
             raise RuntimeError("commit() of an empty ParquetSink")
         self._writer.close()
         self._writer = None
+        assert self._file is not None
+        self._file.close()
+        self.sha256 = self._file.hexdigest()
         os.replace(self.tmp, self.out)
         self._committed = True
         return self.out.stat().st_size
@@ -110,7 +118,42 @@ class ParquetSink:
             with contextlib.suppress(Exception):
                 self._writer.close()
             self._writer = None
+        if self._file is not None:
+            self._file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class _HashingFile(io.RawIOBase):
+    """A write-only file that hashes what passes through (the blob's digest, for free)."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "wb")  # noqa: SIM115
+        self._hash = hashlib.sha256()
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self._hash.update(data)
+        n = self._f.write(data)
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+        super().close()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _dictionary_columns(table: pa.Table) -> list[str]:

@@ -65,6 +65,7 @@ class TaskAdapter(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]: ...
 
+
 def part_name(f: int, i: int | None) -> str:
     """``outer fold 0`` or ``inner fold 2 of outer fold 0``, for messages."""
     return f"outer fold {f}" if i is None else f"inner fold {i} of outer fold {f}"

@@ -33,7 +33,9 @@ def _kwargs(metric: Metric, classes: np.ndarray | None) -> dict[str, Any]:
     if "labels" in accepted:
         out["labels"] = classes.tolist()
     if "pos_label" in accepted and len(classes) == 2:
-        out["pos_label"] = classes[-1].item() if isinstance(classes[-1], np.generic) else classes[-1]
+        out["pos_label"] = (
+            classes[-1].item() if isinstance(classes[-1], np.generic) else classes[-1]
+        )
     return out
 
 
@@ -55,7 +57,9 @@ def score_predictions(
             out[name] = None
             log(f"{name}: this algorithm gives no {'scores' if metric.needs_scores else 'labels'}")
             continue
-        out[name] = guarded(name, lambda m=metric, v=values: m(y_true, v, **_kwargs(m, classes)), log)
+        out[name] = guarded(
+            name, lambda m=metric, v=values: m(y_true, v, **_kwargs(m, classes)), log
+        )
     return out
 
 

@@ -120,8 +120,9 @@ class Sequence(TaskAdapter):
         if self.classes is not None:
             model = pipe.steps[-1][1]
             proba = np.asarray(model.predict_proba(X)).reshape(len(X) * horizon, -1)
+            aligned = align_proba(proba, model.classes_, self.classes)
             for j, c in enumerate(self.classes):
-                out[f"proba_{c}"] = align_proba(proba, model.classes_, self.classes)[:, j]
+                out[f"proba_{c}"] = aligned[:, j]
         y_true = self.y[chosen].ravel()
         scores = score_predictions(
             self.spec.metrics, y_true, pred.ravel(), None, classes=self.classes, log=self.log
@@ -131,4 +132,9 @@ class Sequence(TaskAdapter):
 
 def _floats(values: pd.DataFrame) -> pd.DataFrame:
     """Numeric and boolean columns as float64 (missing values are refused by ``check``)."""
-    return values.apply(lambda s: s.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan))
+    return pd.DataFrame(
+        {
+            name: values[name].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+            for name in values.columns
+        }
+    )

@@ -146,6 +146,17 @@ class ArtifactStore(abc.ABC):
         with Path(path).open("rb") as f:
             return self.put_stream(f)
 
+    def adopt(self, path: Path, digest: str | None = None) -> BlobInfo:
+        """Store a local file the caller owns and no longer needs; ``path`` is consumed.
+
+        ``digest``, when given, is the SHA-256 the caller computed while writing the
+        file and is trusted: a backend may then move the file into place instead of
+        reading it again. Without it this is ``put_file`` followed by deleting ``path``.
+        """
+        info = self.put_file(path)
+        Path(path).unlink(missing_ok=True)
+        return info
+
     # Reading ---------------------------------------------------------------------
     @abc.abstractmethod
     def open(self, digest: str) -> BinaryIO:

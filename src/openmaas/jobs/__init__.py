@@ -1,0 +1,7 @@
+"""Background jobs: the queue, the worker loop, executors and the attempt runner.
+
+``queue`` holds the fenced state machine over the ``jobs`` table, ``worker``
+the loop that claims, starts, heartbeats and settles attempts, ``executors``
+where attempts run (a local forkserver now, Ray later) and ``runner`` the code
+every attempt runs, whichever executor started it.
+"""

@@ -1,0 +1,1 @@
+"""Where job attempts run: ``base.Executor`` is the interface, ``local`` and ``ray`` implement it."""
