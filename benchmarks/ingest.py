@@ -71,9 +71,22 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def generator_python() -> str:
+    """A Python with polars for the shared generator: ours, or a throwaway venv."""
+    probe = subprocess.run([sys.executable, "-c", "import polars"], capture_output=True)
+    if probe.returncode == 0:
+        return sys.executable
+    venv = ROOT / "benchmarks" / ".work" / "genvenv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "polars", "numpy", "pyarrow"], check=True)
+    return str(venv / "bin" / "python")
+
+
 def make_csv(path: Path, rows: int) -> None:
-    if SHARED_GEN.exists() and rows == 4_200_000:
-        subprocess.run([sys.executable, str(SHARED_GEN), str(path)], check=True)
+    if SHARED_GEN.exists():
+        subprocess.run([generator_python(), str(SHARED_GEN), str(path), str(rows)], check=True)
         return
     import numpy as np
     import pyarrow as pa

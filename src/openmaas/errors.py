@@ -9,6 +9,7 @@ the class.
     OpenMaaSError
     ├── InvalidInput (422)            bad field, column, row, parameter
     │   ├── InvalidFile (422)          malformed upload content
+    │   ├── TrainingDiverged (422)     NaN/inf loss, exploding gradients
     │   └── UnsupportedFormat (415)
     ├── Unauthenticated (401)
     ├── PermissionDenied (403)         visible, but not allowed
@@ -49,6 +50,15 @@ class InvalidFile(InvalidInput):
     """An uploaded file cannot be read; ``details`` name the column and row."""
 
     code = "invalid_file"
+
+
+class TrainingDiverged(InvalidInput):
+    """Training stopped being numerically sound (NaN/inf loss, exploding gradients).
+
+    ``details`` hold ``epoch`` (or round), ``reason`` and, where known, ``learning_rate``.
+    """
+
+    code = "training_diverged"
 
 
 class UnsupportedFormat(InvalidInput):

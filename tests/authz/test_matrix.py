@@ -144,9 +144,10 @@ def check_projects(world: World, role: str) -> None:
     _check_scoped(world, role, "/projects", "project")
     for visibility, readable in _world_readable(role).items():
         names = {p["name"] for p in _page(world, role, "/projects", org=ORG, name=visibility)}
-        assert (visibility in names) is readable
-        private = _page(world, role, "/projects", visibility="private")
-        assert all(p["visibility"] == "private" for p in private)
+        assert (visibility in names) is readable, f"{role} filtering by name"
+        listed = _page(world, role, "/projects", visibility=visibility)
+        assert {p["visibility"] for p in listed} <= {visibility}
+        assert (world.spaces[visibility].project_id in {p["id"] for p in listed}) is readable
 
 
 def check_datasets(world: World, role: str) -> None:

@@ -277,6 +277,8 @@ def test_batch_norm_with_one_row_batches_is_refused_clearly() -> None:
     X, _ = _data()
     with pytest.raises(ValueError, match="batch_norm needs at least 2 samples; got 1 sample"):
         DNN("regression", batch_norm=True).fit(X[:1], [0.5])
+    with pytest.raises(InvalidInput, match="batch_norm needs batches of at least 2 rows"):
+        DNN("regression", batch_norm=True, batch_size=1).fit(X, X[:, 0])
 
 
 def test_fitting_leaves_torch_global_state_alone() -> None:

@@ -43,11 +43,12 @@ class TransientError(Exception):
 
 def _ref_of(handler: Handler | str) -> str:
     if isinstance(handler, str):
-        module, _, qualname = handler.partition(":")
-        if not module or not qualname:
+        head, _, tail = handler.partition(":")
+        if not head or not tail:
             raise ValueError(f"a handler reference is 'module:function', got {handler!r}")
         return handler
-    module, qualname = getattr(handler, "__module__", None), getattr(handler, "__qualname__", "")
+    module = str(getattr(handler, "__module__", None) or "")
+    qualname = str(getattr(handler, "__qualname__", ""))
     if not module or module == "__main__" or "<" in qualname:
         raise ValueError(
             f"job handler {handler!r} must be a module-level function of an importable module"

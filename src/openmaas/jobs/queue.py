@@ -237,9 +237,7 @@ def heartbeat(
     return HeartbeatResult(alive=True, cancel_requested=bool(row[0]))
 
 
-def save_checkpoint(
-    store: MetadataStore, claim: Claim, digest: str, meta: dict[str, Any]
-) -> bool:
+def save_checkpoint(store: MetadataStore, claim: Claim, digest: str, meta: dict[str, Any]) -> bool:
     """Record the blob ``digest`` as the job's checkpoint; ``False`` if the attempt is stale."""
     validate_digest(digest)
     with store.write() as s:
@@ -424,7 +422,9 @@ def transition(
 # The reaper ------------------------------------------------------------------------------
 
 
-def reap(store: MetadataStore, *, at: datetime | None = None, limit: int = 100) -> list[tuple[int, str]]:
+def reap(
+    store: MetadataStore, *, at: datetime | None = None, limit: int = 100
+) -> list[tuple[int, str]]:
     """Re-queue (or fail, or cancel) running jobs whose lease expired before ``at``.
 
     Returns ``(job_id, new_state)`` for each job this call changed. Several
@@ -465,7 +465,10 @@ def reap(store: MetadataStore, *, at: datetime | None = None, limit: int = 100) 
                 values["error_code"] = "cancelled"
             elif row.attempt >= row.max_attempts:
                 state = FAILED
-                values = {"finished_at": at, "error": f"{lost}; gave up after {row.attempt} attempts"}
+                values = {
+                    "finished_at": at,
+                    "error": f"{lost}; gave up after {row.attempt} attempts",
+                }
                 values["error_code"] = "worker_lost"
             else:
                 state = QUEUED
@@ -473,6 +476,8 @@ def reap(store: MetadataStore, *, at: datetime | None = None, limit: int = 100) 
                 values.update(error=lost, error_code="worker_lost")
             ok = _update(s, seen, state=state, lease_expires_at=None, **values)
             if ok:
-                _log_row(s, row.id, row.attempt, f"attempt {row.attempt}: {lost}; {state}", "warning")
+                _log_row(
+                    s, row.id, row.attempt, f"attempt {row.attempt}: {lost}; {state}", "warning"
+                )
                 changed.append((row.id, state))
     return changed

@@ -115,7 +115,7 @@ class JobContext:
         with ``resume()`` and what users see on the job. Returns the digest.
         """
         chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
-        digest = self.platform.artifacts.put_stream(chunks).digest  # type: ignore[arg-type]
+        digest = self.platform.artifacts.put_stream(chunks).digest
         if not queue.save_checkpoint(self.platform.store, self.claim, digest, meta):
             raise StaleAttempt(self.claim)
         return digest
@@ -219,7 +219,9 @@ def run_attempt(
                     queue.finish(s, claim, SUCCEEDED, _checked_result(result))
             return SUCCEEDED
         except StaleAttempt:
-            log.info("job %s attempt %s is stale; its results are dropped", claim.job_id, claim.attempt)
+            log.info(
+                "job %s attempt %s is stale; its results are dropped", claim.job_id, claim.attempt
+            )
             return STALE
         except Exception as e:
             try:
@@ -228,4 +230,3 @@ def run_attempt(
                 return STALE
     finally:
         ctx.close()
-

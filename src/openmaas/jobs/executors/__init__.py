@@ -1,1 +1,1 @@
-"""Where job attempts run: ``base.Executor`` is the interface, ``local`` and ``ray`` implement it."""
+"""Where job attempts run: ``base.Executor`` and its ``local`` and ``ray`` backends."""

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
@@ -138,10 +138,8 @@ def _limit_threads(threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
-        try:
+        with suppress(RuntimeError):  # already set in this process
             torch.set_num_interop_threads(threads)
-        except RuntimeError:  # already set in this process
-            pass
 
 
 def _attempt_main(
@@ -161,11 +159,8 @@ def _attempt_main(
     lock = threading.Lock()
 
     def report(message: dict[str, Any]) -> None:
-        with lock:
-            try:
-                messages.send(message)
-            except OSError:
-                pass
+        with lock, suppress(OSError):
+            messages.send(message)
 
     report({"outcome": run_attempt(settings, claim, handler_ref, report)})
 
@@ -289,10 +284,8 @@ class LocalExecutor(Executor):
         h = _local(handle)
         if h.exit_code is None and h.process.exitcode is None:
             for pid in process_tree(h.pid):  # the attempt first: it can fork no more
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             h.process.join(30)
         if h.exit_code is None:
             h.exit_code = h.process.exitcode

@@ -11,7 +11,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from openmaas.errors import InvalidFile, InvalidInput
+from openmaas.errors import InvalidFile
 from openmaas.ml.catalog.base import LearningCurve, TrainingCallbacks
 
 if TYPE_CHECKING:
@@ -66,11 +66,11 @@ class Rounds:
         for result in env.evaluation_result_list:
             key = f"{result.dataset_name}_loss"
             if not math.isfinite(result.metric_value):
-                raise InvalidInput(
+                raise TrainingDiverged(
                     f"training diverged at round {self.done}: {result.dataset_name} "
                     f"{result.metric_name} is {result.metric_value}; try a lower "
                     "learning_rate or rescale the target",
-                    details={"reason": "numerical_fault", "round": self.done},
+                    details={"reason": "non_finite_loss", "round": self.done},
                 )
             metrics[key] = result.metric_value
         self.curve.add(**metrics)

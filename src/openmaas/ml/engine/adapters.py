@@ -25,6 +25,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from openmaas.errors import InvalidInput
+from openmaas.ml._folds import show
 from openmaas.ml.data.schema import ColumnSchema
 from openmaas.ml.engine.columns import feature_columns
 from openmaas.ml.engine.scoring import Scores, score_predictions
@@ -33,8 +34,8 @@ from openmaas.ml.tasks import TaskSpec
 
 __all__ = [
     "Anomaly",
-    "TaskAdapter",
     "Tabular",
+    "TaskAdapter",
     "align_proba",
     "make_adapter",
     "part_name",
@@ -101,7 +102,7 @@ class Tabular(TaskAdapter):
             if len(present) < 2:
                 raise InvalidInput(
                     f"the training part of {part_name(f, i)} holds only class "
-                    f"{present[0]!r}; classification needs two (stratify the split)",
+                    f"{show(present[0])}; classification needs two (stratify the split)",
                     details={"outer_fold": f, "inner_fold": i},
                 )
 

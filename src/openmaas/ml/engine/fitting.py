@@ -162,6 +162,6 @@ class Fitter:
         if self.schedule is not None:
             kept = self.schedule.kept(model, None if parent is None else parent.steps[-1][1])
         self.callbacks.on_progress({**event, "event": "fit_done", "seconds": seconds})
-        more = "" if kept is None else f", kept {kept} {self.schedule.length}"  # type: ignore[union-attr]
+        more = "" if kept is None else f"; kept length {kept}"
         self.log(f"{key}: fitted on {len(rows)} rows in {seconds:.2f} s{more}")
         return Fit(pipe, seconds, {} if curve is None else dict(curve.values), kept)

@@ -15,7 +15,8 @@ column          type     meaning
 For every outer fold, each row of its training part appears once as ``oof``
 (except, on time-ordered splits, the earliest block, which no inner fold
 validates) and each row of its test part once as ``test``. Lines come sorted
-by outer fold, ``oof`` before ``test``, inner fold, then row.
+by outer fold, ``oof`` before ``test``, inner fold, then row and step
+(recommendation: user, in order of first appearance, and rank).
 
 The other columns depend on the task type:
 

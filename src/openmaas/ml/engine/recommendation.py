@@ -85,19 +85,23 @@ class Recommendation(TaskAdapter):
             chunk = users[start : start + step]
             scores, relevance, mask = self._matrices(model, at, chunk, rows, seen)
             n = int((relevance & mask).any(axis=1).sum())
-            for metric in self.metrics if n else []:
-                value = guarded(
-                    metric.name, lambda m=metric: m(relevance, scores, mask=mask), self.log
-                )
+            for name, value in self._scores(scores, relevance, mask).items() if n else ():
                 if value is not None:
-                    totals[metric.name] += value * n
-                    weights[metric.name] += n
+                    totals[name] += value * n
+                    weights[name] += n
             tops.append(self._top(chunk, np.where(mask, scores, -np.inf)))
         result: Scores = {k: totals[k] / weights[k] if weights[k] else None for k in totals}
         for name in (k for k, w in weights.items() if not w):
             self.log(f"{name} is undefined here: no user has a relevant unseen item")
         empty = pd.DataFrame({"user": self.user_ids[:0], "rank": [], "item": [], "score": []})
         return pd.concat(tops, ignore_index=True) if tops else empty, result
+
+    def _scores(self, scores: np.ndarray, relevance: np.ndarray, mask: np.ndarray) -> Scores:
+        """Every ranking metric over one chunk of users (its mean over them)."""
+        return {
+            m.name: guarded(m.name, lambda m=m: m(relevance, scores, mask=mask), self.log)
+            for m in self.metrics
+        }
 
     def _matrices(
         self, model: Any, at: np.ndarray, chunk: np.ndarray, rows: Rows, seen: Rows

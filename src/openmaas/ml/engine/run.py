@@ -55,7 +55,6 @@ from openmaas.ml.engine.callbacks import FINAL, RunCallbacks
 from openmaas.ml.engine.columns import check_columns
 from openmaas.ml.engine.fitting import FINAL_FIT, INNER, REFIT, Fit, Fitter, mean_length, sub_seed
 from openmaas.ml.engine.predictions import tag, write_predictions
-from openmaas.ml.engine.resume import pack, unpack
 from openmaas.ml.engine.results import (
     CURVES_FILE,
     FINAL_MODEL,
@@ -67,6 +66,7 @@ from openmaas.ml.engine.results import (
     fold_model,
     inner_model,
 )
+from openmaas.ml.engine.resume import pack, unpack
 from openmaas.ml.engine.scoring import Scores, summarise
 from openmaas.ml.engine.warmstart import ParentRun, open_parent
 from openmaas.ml.metrics import get_metric
@@ -272,8 +272,11 @@ class _Run:
         if self.cls.warm_start_capable:
             models.append(f"models/inner/fold_{f}")
         self.callbacks.on_fold_done(f, pack(self.out_dir, record, outcome.predictions, models))
-        self.callbacks.on_progress({"event": "fold_done", "fold": f, "folds": self.splits.n_outer,
-                                    "metrics": outcome.result.metrics, "restored": False})  # fmt: skip
+        self._fold_done(outcome.result, restored=False)
+
+    def _fold_done(self, result: FoldResult, *, restored: bool) -> None:
+        event = {"event": "fold_done", "fold": result.fold, "folds": self.splits.n_outer}
+        self.callbacks.on_progress({**event, "metrics": result.metrics, "restored": restored})
 
     def _unpack(self, f: int, payload: bytes) -> tuple[dict[str, Any], pd.DataFrame | None]:
         record, predictions = unpack(payload, self.out_dir)
@@ -291,8 +294,7 @@ class _Run:
         assert predictions is not None
         result = FoldResult.from_dict(record["result"])
         self.log(f"fold_{f}: restored from a completed fold")
-        self.callbacks.on_progress({"event": "fold_done", "fold": f, "folds": self.splits.n_outer,
-                                    "metrics": result.metrics, "restored": True})  # fmt: skip
+        self._fold_done(result, restored=True)
         return _Outcome(result, predictions, record["curves"], record["log"])
 
     # -- final model and outputs ---------------------------------------------------------

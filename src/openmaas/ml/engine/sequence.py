@@ -127,7 +127,7 @@ class Sequence(TaskAdapter):
         scores = score_predictions(
             self.spec.metrics, y_true, pred.ravel(), None, classes=self.classes, log=self.log
         )
-        return out, scores
+        return out.sort_values(["row", "step"], kind="stable", ignore_index=True), scores
 
 
 def _floats(values: pd.DataFrame) -> pd.DataFrame:

@@ -3,9 +3,9 @@
 Importing this package does not import torch: it declares each algorithm by
 dotted path, imported on first lookup (see :mod:`openmaas.ml.catalog.registry`).
 Modules: :mod:`.trainer` (the one training loop), :mod:`.estimator` (fit,
-inference and files shared by every model), :mod:`.layers`, :mod:`.inputs`,
-:mod:`.windows` (sliding windows for sequence tasks, numpy only) and one
-module per model.
+inference and files shared by every model), :mod:`.hyperparameters` (the
+shared optimisation settings), :mod:`.layers`, :mod:`.inputs`, :mod:`.windows`
+(sliding windows for sequence tasks, numpy only) and one module per model.
 """
 
 from __future__ import annotations

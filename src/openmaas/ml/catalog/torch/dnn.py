@@ -27,11 +27,8 @@ from torch.nn import functional as F
 from openmaas.errors import InvalidInput
 from openmaas.ml.catalog.base import HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.registry import register
-from openmaas.ml.catalog.torch.estimator import (
-    TorchAlgorithm,
-    reject_unknown,
-    training_hyperparameters,
-)
+from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, reject_unknown
+from openmaas.ml.catalog.torch.hyperparameters import training_hyperparameters
 from openmaas.ml.catalog.torch.inputs import (
     check_categorical,
     decode_labels,
@@ -221,8 +218,13 @@ class DNN(TorchAlgorithm):
             dtype=np.float64,
         )
         if reset:
-            if len(X) < 2 and self.batch_norm:
+            if self.batch_norm and len(X) < 2:
                 raise ValueError("batch_norm needs at least 2 samples; got 1 sample")
+            if self.batch_norm and self.batch_size == 1:
+                raise InvalidInput(
+                    "batch_norm needs batches of at least 2 rows; set batch_size to 0 or >= 2, "
+                    "or turn batch_norm off for online learning"
+                )
             cats, cards = check_categorical(X.shape[1], categorical_features, cardinalities, X)
             self.categorical_features_, self.cardinalities_ = cats, cards
             self._fit_targets(y)

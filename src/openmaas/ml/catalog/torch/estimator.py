@@ -7,7 +7,8 @@ inference and ``save``/``load``:
 - ``_prepare(X, y, reset, **fit_params)`` validates the input and returns the
   training columns (tensors sharing their first dimension); ``reset=True``
   fits the encoders (classes, scalers, vocabularies), ``reset=False`` reuses
-  them (validation data, fine-tuning);
+  them (validation data, fine-tuning). A fit prepares its training rows first,
+  then ``X_valid``;
 - ``_build_module()`` builds the network from the fitted encoders;
 - ``_batch_loss(module, batch, generator)`` and ``_evaluate(module, data,
   generator)`` (a dict with ``loss`` and optional metrics) drive the loop in
@@ -17,8 +18,18 @@ inference and ``save``/``load``:
 A saved model is a directory holding ``config.json`` (the format, the
 algorithm, its hyperparameters and its fitted encoders) and ``weights.pt``
 (the module's state dict: tensors only, read with ``weights_only=True``, so
-loading never runs code). ``fit(..., init_from=directory)`` fine-tunes such a
-model: it adopts the parent's encoders and weights, then trains on the new data.
+loading never runs code).
+
+Every ``fit`` takes ``X_valid``/``y_valid`` (else, when something monitors a
+validation loss, ``validation_fraction`` of the rows is held out), ``callbacks``
+(:class:`~openmaas.ml.catalog.base.TrainingCallbacks`), and a parent to
+fine-tune from, fitted (``init_model``) or saved (``init_from=directory``):
+the model adopts the parent's encoders and weights, then trains on the new
+data (so the architecture hyperparameters must match). After ``fit``:
+``module_``, ``learning_curve_``, ``n_epochs_`` and ``best_epoch_``.
+
+``n_threads`` and the seeded global generator are process-wide while a fit or
+a prediction runs (:func:`~.trainer.torch_session`): one at a time per process.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from torch import nn
 from openmaas.errors import InvalidFile, InvalidInput
 from openmaas.ml.catalog.base import Algorithm, HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.persist import read_json, write_json
+from openmaas.ml.catalog.torch.hyperparameters import SEARCH_RANGES
 from openmaas.ml.catalog.torch.inputs import data_digest, take
 from openmaas.ml.catalog.torch.trainer import TrainSettings, torch_session, train
 
@@ -45,7 +57,6 @@ __all__ = [
     "WEIGHTS_FILE",
     "TorchAlgorithm",
     "reject_unknown",
-    "training_hyperparameters",
 ]
 
 FORMAT = "openmaas.torch/1"
@@ -53,158 +64,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 PREDICT_ROWS = 65_536
 """Rows per inference batch."""
-
-_SEARCH: dict[str, dict[str, Any]] = {
-    "batch_size": {"low": 16, "high": 1024, "log": True},
-    "learning_rate": {"low": 1e-4, "high": 1e-1, "log": True},
-    "weight_decay": {"low": 1e-8, "high": 1e-2, "log": True},
-}
-
-
-def training_hyperparameters(**defaults: Any) -> list[HyperParameter]:
-    """The optimisation hyperparameters every torch algorithm takes, with its defaults."""
-    d = {
-        "epochs": 100, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
-        "weight_decay": 0.0, "lr_schedule": "constant", "patience": 10, **defaults,
-    }  # fmt: skip
-    hp = HyperParameter
-    return [
-        hp(
-            "epochs",
-            "int",
-            d["epochs"],
-            "Most passes over the training data (early stopping may end sooner).",
-            low=1,
-            high=10_000,
-            tunable=False,
-        ),
-        hp(
-            "batch_size",
-            "int",
-            d["batch_size"],
-            "Rows per gradient step: 0 = full batch (gradient descent), 1 = online learning.",
-            low=0,
-            high=1_000_000,
-        ),
-        hp(
-            "optimizer",
-            "str",
-            d["optimizer"],
-            "sgd, momentum (SGD with momentum) or adam.",
-            choices=("sgd", "momentum", "adam"),
-        ),
-        hp(
-            "learning_rate",
-            "float",
-            d["learning_rate"],
-            "Step size of the optimiser.",
-            low=1e-7,
-            high=1e3,
-            log=True,
-        ),
-        hp(
-            "momentum",
-            "float",
-            0.9,
-            "Momentum of the momentum optimiser.",
-            low=0.0,
-            high=0.999,
-            tunable=False,
-        ),
-        hp(
-            "weight_decay",
-            "float",
-            d["weight_decay"],
-            "L2 penalty on the weights.",
-            low=0.0,
-            high=1.0,
-        ),
-        hp(
-            "lr_schedule",
-            "str",
-            d["lr_schedule"],
-            "Learning-rate schedule: constant; step (times lr_decay every lr_decay_epochs); "
-            "cosine (annealed to 0 over epochs); plateau (times lr_decay after lr_decay_epochs "
-            "epochs without improvement of the validation loss, else the training loss).",
-            choices=("constant", "step", "cosine", "plateau"),
-        ),
-        hp(
-            "lr_decay",
-            "float",
-            0.1,
-            "Factor of the step and plateau schedules.",
-            low=0.001,
-            high=1.0,
-            tunable=False,
-        ),
-        hp(
-            "lr_decay_epochs",
-            "int",
-            10,
-            "Epochs of the step and plateau schedules.",
-            low=1,
-            high=10_000,
-            tunable=False,
-        ),
-        hp(
-            "patience",
-            "int",
-            d["patience"],
-            "Early stopping: stop after this many epochs without a better validation loss and "
-            "keep the best weights; 0 = train all epochs.",
-            low=0,
-            high=10_000,
-            tunable=False,
-        ),
-        hp(
-            "validation_fraction",
-            "float",
-            0.1,
-            "Share of training rows held out to monitor when no validation data is given "
-            "(only if patience > 0 or the schedule is plateau).",
-            low=0.0,
-            high=0.5,
-            tunable=False,
-        ),
-        hp(
-            "max_gradient_norm",
-            "float",
-            1e4,
-            "Training fails (diverged) when the gradient norm exceeds this; null = only when "
-            "it is not finite.",
-            low=1e-3,
-            nullable=True,
-            tunable=False,
-        ),
-        hp(
-            "clip_gradient_norm",
-            "float",
-            None,
-            "Rescale gradients whose norm exceeds this; null = no clipping.",
-            low=1e-6,
-            high=1e6,
-            nullable=True,
-            tunable=False,
-        ),
-        hp(
-            "random_state",
-            "int",
-            0,
-            "Seed of initialisation, shuffling and sampling.",
-            low=0,
-            high=2**32 - 1,
-            tunable=False,
-        ),
-        hp(
-            "n_threads",
-            "int",
-            1,
-            "CPU threads torch uses while fitting and predicting.",
-            low=1,
-            high=256,
-            tunable=False,
-        ),
-    ]
 
 
 class TorchAlgorithm(Algorithm):
@@ -214,7 +73,7 @@ class TorchAlgorithm(Algorithm):
     warm_start_capable = True
     _supports_sparse: ClassVar[bool] = False
 
-    # set by every subclass's __init__ (see training_hyperparameters)
+    # set by every subclass's __init__ (see .hyperparameters.training_hyperparameters)
     task_type: str
     epochs: int
     batch_size: int
@@ -262,7 +121,7 @@ class TorchAlgorithm(Algorithm):
     @classmethod
     def search_space(cls) -> list[HyperParameter]:
         return [
-            dataclasses.replace(h, **_SEARCH.get(h.name, {}))
+            dataclasses.replace(h, **SEARCH_RANGES.get(h.name, {}))
             for h in cls.hyperparameters()
             if h.tunable
         ]

@@ -32,11 +32,8 @@ from torch.nn import functional as F
 from openmaas.errors import InvalidInput
 from openmaas.ml.catalog.base import HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.registry import register
-from openmaas.ml.catalog.torch.estimator import (
-    TorchAlgorithm,
-    reject_unknown,
-    training_hyperparameters,
-)
+from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, reject_unknown
+from openmaas.ml.catalog.torch.hyperparameters import training_hyperparameters
 from openmaas.ml.catalog.torch.inputs import (
     check_categorical,
     decode_labels,

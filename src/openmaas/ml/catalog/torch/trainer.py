@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from openmaas.errors import InvalidInput
+from openmaas.errors import InvalidInput, TrainingDiverged
 from openmaas.ml.catalog.base import LearningCurve, TrainingCallbacks
 from openmaas.ml.catalog.torch.inputs import materialise, take
 
@@ -62,16 +62,6 @@ TRAIN_EVAL_ROWS = 10_000
 """Training rows the per-epoch training metrics are computed on (a fixed subset)."""
 
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingDiverged(InvalidInput):
-    """The loss or the gradients stopped being finite (or exploded) during training.
-
-    ``details`` hold ``epoch``, ``reason`` (``nan_loss``, ``inf_loss``,
-    ``gradient_norm``) and ``learning_rate``.
-    """
-
-    code = "training_diverged"
 
 
 class Batchable(Protocol):

@@ -32,11 +32,8 @@ from torch import nn
 
 from openmaas.ml.catalog.base import HyperParameter, TrainingCallbacks
 from openmaas.ml.catalog.registry import register
-from openmaas.ml.catalog.torch.estimator import (
-    TorchAlgorithm,
-    reject_unknown,
-    training_hyperparameters,
-)
+from openmaas.ml.catalog.torch.estimator import TorchAlgorithm, reject_unknown
+from openmaas.ml.catalog.torch.hyperparameters import training_hyperparameters
 from openmaas.ml.catalog.torch.inputs import float_tensor
 from openmaas.ml.catalog.torch.layers import ACTIVATIONS, mlp
 

@@ -1,0 +1,58 @@
+"""What ``openmaas worker`` calls: build the platform, load job kinds, run a worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from openmaas.config import Settings
+from openmaas.jobs.kinds import load_modules
+
+
+def run_worker(
+    settings: Settings,
+    concurrency: int | None = None,
+    *,
+    worker_id: str | None = None,
+    kinds: Sequence[str] | None = None,
+    modules: Sequence[str] = (),
+    memory_limit_mb: int | None = None,
+    lease_s: float | None = None,
+    heartbeat_s: float | None = None,
+    poll_interval: float | None = None,
+    preload: Sequence[str] | None = None,
+    drain_s: float = 0.0,
+) -> int:
+    """Serve jobs until ``SIGTERM``/``SIGINT``; returns the process exit code (0).
+
+    ``modules`` register extra job kinds (and are preloaded into the
+    forkserver); ``kinds`` restricts the worker to some of the registered
+    ones. Unset options come from ``settings`` (``OPENMAAS_WORKER_*``). The
+    database schema must be current (``openmaas db upgrade``).
+    """
+    from openmaas.domain.context import Platform
+    from openmaas.jobs.executors.local import LocalExecutor
+    from openmaas.jobs.worker import Worker
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    load_modules(modules)
+    preload = [*(settings.worker_preload if preload is None else preload), *modules]
+    platform = Platform(settings)
+    worker = Worker(
+        platform,
+        worker_id=worker_id,
+        kinds=kinds,
+        concurrency=concurrency,
+        poll_interval=poll_interval,
+        lease_s=lease_s,
+        heartbeat_s=heartbeat_s,
+        memory_limit_mb=memory_limit_mb,
+        executor=LocalExecutor(settings, preload=preload),
+        drain_s=drain_s,
+    )
+    try:
+        worker.run_forever()
+    finally:
+        platform.store.dispose()
+    return 0
