@@ -11,7 +11,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from openmaas.errors import InvalidFile
+from openmaas.errors import InvalidFile, TrainingDiverged
 from openmaas.ml.catalog.base import LearningCurve, TrainingCallbacks
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ from typing import Any
 from sklearn.pipeline import Pipeline
 
 from openmaas.errors import InvalidInput
-from openmaas.ml.catalog import registry
 from openmaas.ml.catalog.base import Algorithm
 from openmaas.ml.catalog.persist import load_pipeline
 from openmaas.ml.engine.results import FINAL_MODEL, RunResult, fold_model, inner_model
@@ -59,12 +58,9 @@ class ParentRun:
 def open_parent(directory: Path, cls: type[Algorithm], spec: TaskSpec, splits: Splits) -> ParentRun:
     """The parent run in ``directory``, if a run of ``cls`` on ``spec`` can warm-start from it."""
     if not cls.warm_start_capable:
-        capable = sorted(
-            c.name for c in registry.list_algorithms(spec.type) if c.warm_start_capable
-        )
         raise InvalidInput(
-            f"algorithm {cls.name!r} cannot warm-start from a parent run; "
-            f"for {spec.type} tasks these can: {', '.join(capable) or 'none'}",
+            f"algorithm {cls.name!r} cannot warm-start from a parent run: it has no model "
+            "to continue (it refits from scratch)",
             details={"algorithm": cls.name},
         )
     try:
