@@ -17,7 +17,7 @@ from tests.conftest import sdk
 def test_login_whoami_and_password_storage(admin, http, platform) -> None:
     alice = make_user(admin, http, "alice", "s3cret-password")
     me = alice.whoami()
-    assert me.username == "alice" and me.scopes == ["read", "write"]
+    assert me.username == "alice" and me.scopes == ["predict", "read", "write"]
     with platform.store.read() as s:
         user = s.scalar(select(User).where(User.username == "alice"))
         tokens = s.scalars(select(ApiToken).where(ApiToken.user_id == user.id)).all()

@@ -48,7 +48,7 @@ def test_public_read_and_anonymous_write() -> None:
     [
         ("viewer", {Action.read}),
         ("contributor", {Action.read, Action.create}),
-        ("maintainer", {Action.read, Action.create, Action.edit, Action.manage}),
+        ("maintainer", {Action.read, Action.create, Action.edit, Action.manage, Action.audit}),
         ("owner", set(Action)),
     ],
 )

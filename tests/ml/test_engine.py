@@ -7,6 +7,10 @@ Other task types (anomaly, recommendation, sequence) are in ``test_engine_tasks.
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from sklearn.metrics import roc_auc_score
 
-from openmaas.errors import InvalidInput
+from openmaas.errors import InvalidFile, InvalidInput
 from openmaas.ml.catalog.persist import load_pipeline
 from openmaas.ml.data.schema import ColumnSchema
 from openmaas.ml.engine import (
@@ -29,6 +33,7 @@ from openmaas.ml.engine import (
     read_predictions,
 )
 from openmaas.ml.engine.columns import feature_columns
+from openmaas.ml.engine.resume import unpack
 from openmaas.ml.splits import Splits, compute_splits
 from openmaas.ml.tasks import TaskSpec
 
@@ -79,6 +84,19 @@ def _spec(type: str, **protocol: Any) -> TaskSpec:
     return TaskSpec.model_validate({"type": type, "target_columns": ["y"], "protocol": protocol})
 
 
+def _assert_covers(predictions: pd.DataFrame, splits: Splits) -> None:
+    """Per outer fold: every training row once as oof (by the inner fold validating it),
+    every test row once as test."""
+    for f in range(splits.n_outer):
+        train, test = splits.train_test(f)
+        mine = predictions[predictions["outer_fold"] == f]
+        oof = mine[mine["part"] == "oof"]
+        assert sorted(oof["row"]) == train.tolist()
+        assert (oof["inner_fold"].to_numpy() == splits.inner[f][oof["row"]]).all()
+        tested = mine[mine["part"] == "test"]
+        assert tested["row"].tolist() == test.tolist() and (tested["inner_fold"] == -1).all()
+
+
 @pytest.fixture(scope="module")
 def cancer() -> pd.DataFrame:
     return load_breast_cancer(as_frame=True).frame.rename(columns={"target": "y"})
@@ -119,12 +137,8 @@ def test_binary_run_scores_and_predicts_every_row_once(
     assert all(result.validation[m]["mean"] is not None for m in spec.metrics)
     assert len(result.folds[0].inner_metrics) == 5
     predictions = read_predictions(directory / "predictions.parquet")
-    train, test = splits.train_test(0)
-    oof = predictions[predictions["part"] == "oof"]
-    assert sorted(oof["row"]) == train.tolist()  # every training row once
-    assert (oof["inner_fold"].to_numpy() == splits.inner[0][oof["row"]]).all()
-    tested = predictions[predictions["part"] == "test"]
-    assert tested["row"].tolist() == test.tolist() and (tested["inner_fold"] == -1).all()
+    _assert_covers(predictions, splits)
+    train = splits.train_test(0)[0]
     assert np.allclose(predictions[["proba_0", "proba_1"]].sum(axis=1), 1.0)
     assert list(predictions.columns[:4]) == ["row", "outer_fold", "part", "inner_fold"]
     assert RunResult.read(directory) == result
@@ -166,6 +180,7 @@ def test_preprocessing_is_fitted_inside_each_fold(cancer: pd.DataFrame, tmp_path
     assert not np.allclose(scaler_mean("fold_0"), scaler_mean("fold_1"))
     assert np.allclose(scaler_mean("final"), X.mean(axis=0))  # k-fold: refit on every row
     assert result.final == {"source": "refit", "rows": len(cancer), "length": None}
+    _assert_covers(read_predictions(tmp_path / "predictions.parquet"), splits)
     assert result.score_std is not None and len(result.metrics["roc_auc"]["folds"]) == 2
 
 
@@ -281,6 +296,20 @@ def test_a_payload_from_another_run_is_refused(cancer: pd.DataFrame, tmp_path: P
     with pytest.raises(InvalidInput, match="completed fold 0 was produced by a different run"):
         execute_run(cancer, _columns(cancer), spec, splits, "linear", {"alpha": 2.0}, 0,
                     tmp_path / "b", callbacks=recorder)  # fmt: skip
+    assert not (tmp_path / "b" / "models").exists()  # refused before writing anything
+
+
+def test_a_payload_cannot_write_outside_its_models(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("fold.json", json.dumps({"fingerprint": "f", "models": ["models/fold_0"]}))
+        archive.writestr("models/fold_0/../../../evil.txt", "x")
+    evil = re.escape("unexpected file 'models/fold_0/../../../evil.txt'")
+    with pytest.raises(InvalidFile, match=evil):
+        unpack(buffer.getvalue(), tmp_path, fingerprint="f", what="completed fold 0")
+    with pytest.raises(InvalidFile, match="cannot read the payload of completed fold 0"):
+        unpack(b"not a zip", tmp_path, fingerprint="f", what="completed fold 0")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_warm_start_continues_each_fold_from_the_parent(

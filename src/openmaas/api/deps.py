@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import annotated_types
 from fastapi import Depends, Query, Request
 
 from openmaas.domain.context import Ctx, Platform
 from openmaas.domain.identity import resolve_token
+from openmaas.domain.pages import MAX_ID
 from openmaas.domain.principal import ANONYMOUS, Principal
 from openmaas.errors import Unauthenticated
 
@@ -41,5 +43,7 @@ def get_ctx(request: Request) -> Ctx:
 
 
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
+# Ids are 32-bit in the database: anything outside is the id of nothing (422, never a 500).
+DbId = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip.")]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from openmaas.domain.pages import MAX_ID
 
 T = TypeVar("T")
 
@@ -253,8 +255,8 @@ class DeprecateIn(In):
 
 class TaskIn(In):
     name: str = Field(max_length=128)
-    dataset_id: int
-    dataset_version: int | Literal["latest"] = "latest"
+    dataset_id: int = Field(ge=1, le=MAX_ID)
+    dataset_version: Annotated[int, Field(ge=1, le=MAX_ID)] | Literal["latest"] = "latest"
     spec: dict[str, Any] = Field(description="The task definition (see TaskSpec).")
     description: str = Field(default="", max_length=100_000)
     licence: str | None = Field(default=None, max_length=200)
@@ -268,7 +270,7 @@ class TaskPatch(In):
 
 
 class RebaseIn(In):
-    dataset_version: int | Literal["latest"] = "latest"
+    dataset_version: Annotated[int, Field(ge=1, le=MAX_ID)] | Literal["latest"] = "latest"
 
 
 class TaskOut(BaseModel):

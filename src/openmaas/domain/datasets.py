@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from openmaas.domain import audit
 from openmaas.domain.context import Ctx
 from openmaas.domain.names import check_name, check_tags
-from openmaas.domain.pages import Page, check_window, page_of
+from openmaas.domain.pages import MAX_ID, Page, check_window, page_of
 from openmaas.domain.policy import Action
 from openmaas.domain.projects import authorize
 from openmaas.errors import Conflict, InvalidInput, NotFound
@@ -359,11 +359,13 @@ def _version(s: Session, ds: Dataset, version: int | str) -> DatasetVersion:
         raise InvalidInput(
             f"invalid version {version!r}: use a number or 'latest'", details={"field": "version"}
         ) from None
-    row = s.scalar(
-        select(DatasetVersion).where(
-            DatasetVersion.dataset_id == ds.id, DatasetVersion.version == number
+    row = None
+    if 1 <= number <= MAX_ID:
+        row = s.scalar(
+            select(DatasetVersion).where(
+                DatasetVersion.dataset_id == ds.id, DatasetVersion.version == number
+            )
         )
-    )
     if row is None:
         raise NotFound(f"dataset {ds.name!r} has no version {number}")
     return row

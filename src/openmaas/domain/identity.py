@@ -67,9 +67,18 @@ def _check_scopes(scopes: list[str]) -> list[str]:
 # Users ------------------------------------------------------------------------------
 
 
-def _require_admin(principal: Principal) -> None:
+def _require_login(principal: Principal, scope: str = "read") -> None:
+    """Logged in, with a token carrying ``scope`` (``write`` for every change)."""
     if not principal.authenticated:
         raise Unauthenticated("log in first")
+    if scope not in principal.scopes:
+        raise PermissionDenied(
+            f"this token lacks the {scope!r} scope", details={"required_scope": scope}
+        )
+
+
+def _require_admin(principal: Principal) -> None:
+    _require_login(principal, "write")
     if not principal.is_admin:
         raise PermissionDenied("only platform admins may do this")
 
@@ -147,8 +156,7 @@ def get_user(ctx: Ctx, username: str) -> User:
 
 
 def set_password(ctx: Ctx, old_password: str, new_password: str) -> None:
-    if not ctx.principal.authenticated:
-        raise Unauthenticated("log in first")
+    _require_login(ctx.principal, "write")
     with ctx.store.write() as s:
         user = s.get(User, ctx.principal.user_id)
         if user is None or not _verify(ctx.settings, user, old_password):
@@ -194,12 +202,12 @@ def _issue(s: Session, user_id: int, name: str, scopes: list[str], days: float |
 
 
 def login(ctx: Ctx, username: str, password: str, *, token_name: str = "login") -> NewToken:
-    """Exchange a password for a new read+write token."""
+    """Exchange a password for a new token with every scope."""
     with ctx.store.write() as s:
         user = s.scalar(select(User).where(User.username == username))
         if user is None or user.disabled or not _verify(ctx.settings, user, password):
             raise Unauthenticated("wrong username or password")
-        new = _issue(s, user.id, token_name, ["read", "write"], ctx.settings.token_default_days)
+        new = _issue(s, user.id, token_name, list(SCOPES), ctx.settings.token_default_days)
         who = Principal(
             user_id=user.id, username=user.username, client_addr=ctx.principal.client_addr
         )
@@ -217,9 +225,14 @@ def create_token(
 ) -> NewToken:
     """A token for the caller, or for ``user_id`` (a service account the caller owns)."""
     p = ctx.principal
-    if not p.authenticated:
-        raise Unauthenticated("log in first")
+    _require_login(p, "write")
     scopes = _check_scopes(scopes)
+    if not set(scopes) <= p.scopes:
+        extra = ", ".join(sorted(set(scopes) - p.scopes))
+        raise PermissionDenied(
+            f"a token cannot grant scopes it lacks itself: {extra}",
+            details={"field": "scopes"},
+        )
     if expires_in_days is not None and not 0 < expires_in_days <= 3650:
         raise InvalidInput(
             "expires_in_days must be between 0 and 3650", details={"field": "expires_in_days"}
@@ -259,8 +272,7 @@ def list_tokens(ctx: Ctx, *, user_id: int | None = None) -> list[ApiToken]:
 
 def revoke_token(ctx: Ctx, token_id: int) -> ApiToken:
     p = ctx.principal
-    if not p.authenticated:
-        raise Unauthenticated("log in first")
+    _require_login(p, "write")
     with ctx.store.write() as s:
         row = s.get(ApiToken, token_id)
         if row is None:

@@ -9,6 +9,7 @@ from openmaas.errors import InvalidInput
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
+MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns on PostgreSQL
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ class Action(StrEnum):
     read = "read"  # see the resource and its content, download datasets
     create = "create"  # add datasets, tasks, runs to a project
     edit = "edit"  # change or delete a resource (own: contributor; any: maintainer)
-    manage = "manage"  # project settings, partner grants, audit log, deployments
+    manage = "manage"  # project settings, partner grants, deployments
+    audit = "audit"  # read the audit log (read-only, but for maintainers)
     administer = "administer"  # delete or transfer a project, appoint maintainers
 
 
@@ -54,8 +55,12 @@ REQUIRED: dict[Action, Role] = {
     Action.create: Role.contributor,
     Action.edit: Role.maintainer,
     Action.manage: Role.maintainer,
+    Action.audit: Role.maintainer,
     Action.administer: Role.owner,
 }
+
+
+READ_ONLY = frozenset({Action.read, Action.audit})
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ def decide(
         return role
     if not principal.authenticated:
         raise Unauthenticated(f"log in to {action.value} this {kind}")
-    _needs_scope(principal, "write")
+    _needs_scope(principal, "read" if action in READ_ONLY else "write")
     needed = REQUIRED[action]
     if action is Action.edit and owner_id is not None and owner_id == principal.user_id:
         needed = Role.contributor

@@ -413,5 +413,5 @@ def remove_member(ctx: Ctx, project_id: int, username: str) -> None:
 def audit_log(ctx: Ctx, project_id: int, **filters: object) -> audit.Page[audit.AuditEvent]:
     """Maintainers read their project's audit log."""
     with ctx.store.read() as s:
-        authorize(ctx, s, project_id, Action.manage)
+        authorize(ctx, s, project_id, Action.audit)
     return audit.list_events(ctx, project_id=project_id, **filters)  # type: ignore[arg-type]

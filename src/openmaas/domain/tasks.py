@@ -85,6 +85,7 @@ def create(
         authorize(ctx, s, project_id, Action.create)
         _check_name_free(s, project_id, name)
     ds, dv = datasets_service.get_version(ctx, dataset_id, version)
+    _check_dataset_shareable(ctx, ds, project_id)
     validate_task(spec, _kinds(dv), dv.n_rows)
     splits = compute_splits(spec, _frame(ctx, dv, referenced_columns(spec)))
     digest = _store_splits(ctx, splits)
@@ -120,6 +121,24 @@ def create(
     except IntegrityError as e:
         raise Conflict(f"task {name!r} already exists in this project") from e
     return TaskView(task, ds, dv)
+
+
+def _check_dataset_shareable(ctx: Ctx, ds: Dataset, project_id: int) -> None:
+    """A task shows its dataset's name, rows and target to its own readers.
+
+    So it may use a dataset of its own project or of a public one, never a
+    private dataset of another project (that would leak it to this one's readers).
+    """
+    if ds.project_id == project_id:
+        return
+    with ctx.store.read() as s:
+        visibility = s.scalar(select(Project.visibility).where(Project.id == ds.project_id))
+    if visibility != "public":
+        raise InvalidInput(
+            "a task may use a dataset of its own project or of a public project; "
+            f"dataset {ds.id} is private to another project",
+            details={"field": "dataset_id"},
+        )
 
 
 def _check_name_free(s: Session, project_id: int, name: str) -> None:

@@ -156,6 +156,7 @@ class Worker:
         """Run until no job of our kinds is queued or running here; returns attempts started."""
         started = self.attempts_started
         try:
+            self.executor.warm_up()
             self._loop(until_idle=True, deadline=time.monotonic() + timeout)
         finally:
             self._release_all()
@@ -239,6 +240,7 @@ class Worker:
 
     def _start(self, claim: Claim) -> None:
         log.info("job %s attempt %s (%s) starting", claim.job_id, claim.attempt, claim.kind)
+        t0 = time.monotonic()
         try:
             handle = self.executor.start(claim, self._refs[claim.kind], self.memory_limit_mb)
         except Exception as e:
@@ -247,7 +249,9 @@ class Worker:
             return
         now = time.monotonic()
         self.attempts_started += 1
-        self._running.append(_Attempt(claim, handle, now + self.heartbeat_s, now))
+        # A slow start ate into the lease: heartbeat at the first watch.
+        first = now if now - t0 > self.heartbeat_s else now + self.heartbeat_s
+        self._running.append(_Attempt(claim, handle, first, t0))
 
     # Watching --------------------------------------------------------------------------
     def _watch(self, a: _Attempt) -> None:

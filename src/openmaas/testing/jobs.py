@@ -210,9 +210,7 @@ class ExecutorSuite:
         wait_for(ended, timeout)
         return status[-1]
 
-    def test_attempt_records_its_own_outcome(
-        self, platform: Platform, executor: Executor
-    ) -> None:
+    def test_attempt_records_its_own_outcome(self, platform: Platform, executor: Executor) -> None:
         handle = self._start(platform, executor, "test.noop")
         status = self._wait(executor, handle)
         assert status.exit_code == 0

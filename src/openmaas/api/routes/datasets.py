@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
 
 from openmaas.api import convert, schemas
-from openmaas.api.deps import CtxDep, Limit, Offset
+from openmaas.api.deps import CtxDep, DbId, Limit, Offset
 from openmaas.api.uploads import format_of, ingest_upload
 from openmaas.domain import datasets
 from openmaas.errors import InvalidInput
@@ -60,7 +60,7 @@ def _split_tags(tags: list[str] | None) -> list[str] | None:
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_dataset(
-    project_id: int,
+    project_id: DbId,
     request: Request,
     ctx: CtxDep,
     name: Annotated[str, Query(max_length=128)],
@@ -101,7 +101,7 @@ async def upload_dataset(
 @router.get("/datasets", response_model=schemas.PageOut[schemas.DatasetOut])
 def list_datasets(
     ctx: CtxDep,
-    project_id: int | None = None,
+    project_id: DbId | None = None,
     q: Annotated[str | None, Query(max_length=128, description="Name contains")] = None,
     tag: Annotated[list[str] | None, Query(max_length=20, description="Has all these tags")] = None,
     include_deprecated: bool = True,
@@ -127,12 +127,12 @@ def list_datasets(
 
 
 @router.get("/datasets/{dataset_id}", response_model=schemas.DatasetOut)
-def get_dataset(dataset_id: int, ctx: CtxDep) -> schemas.DatasetOut:
+def get_dataset(dataset_id: DbId, ctx: CtxDep) -> schemas.DatasetOut:
     return convert.dataset(datasets.get(ctx, dataset_id))
 
 
 @router.patch("/datasets/{dataset_id}", response_model=schemas.DatasetOut)
-def update_dataset(dataset_id: int, body: schemas.CardPatch, ctx: CtxDep) -> schemas.DatasetOut:
+def update_dataset(dataset_id: DbId, body: schemas.CardPatch, ctx: CtxDep) -> schemas.DatasetOut:
     """Edit the data card: description, source, licence, citation, tags."""
     card = datasets.Card(**body.model_dump())
     return convert.dataset(datasets.update_card(ctx, dataset_id, card))
@@ -140,24 +140,24 @@ def update_dataset(dataset_id: int, body: schemas.CardPatch, ctx: CtxDep) -> sch
 
 @router.post("/datasets/{dataset_id}/deprecate", response_model=schemas.DatasetOut)
 def deprecate_dataset(
-    dataset_id: int, body: schemas.DeprecateIn, ctx: CtxDep
+    dataset_id: DbId, body: schemas.DeprecateIn, ctx: CtxDep
 ) -> schemas.DatasetOut:
     """Mark as deprecated, with a reason; it stays readable."""
     return convert.dataset(datasets.deprecate(ctx, dataset_id, body.reason))
 
 
 @router.post("/datasets/{dataset_id}/undeprecate", response_model=schemas.DatasetOut)
-def undeprecate_dataset(dataset_id: int, ctx: CtxDep) -> schemas.DatasetOut:
+def undeprecate_dataset(dataset_id: DbId, ctx: CtxDep) -> schemas.DatasetOut:
     return convert.dataset(datasets.deprecate(ctx, dataset_id, None))
 
 
 @router.delete("/datasets/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_dataset(dataset_id: int, ctx: CtxDep) -> None:
+def delete_dataset(dataset_id: DbId, ctx: CtxDep) -> None:
     datasets.delete(ctx, dataset_id)
 
 
 @router.get("/datasets/{dataset_id}/versions", response_model=list[schemas.VersionOut])
-def list_versions(dataset_id: int, ctx: CtxDep) -> list[schemas.VersionOut]:
+def list_versions(dataset_id: DbId, ctx: CtxDep) -> list[schemas.VersionOut]:
     return [convert.version(v) for v in datasets.list_versions(ctx, dataset_id)]
 
 
@@ -168,7 +168,7 @@ def list_versions(dataset_id: int, ctx: CtxDep) -> list[schemas.VersionOut]:
     openapi_extra=_UPLOAD_BODY,
 )
 async def append_rows(
-    dataset_id: int,
+    dataset_id: DbId,
     request: Request,
     ctx: CtxDep,
     format: Annotated[str | None, Query(description="csv, parquet or jsonl")] = None,
@@ -187,13 +187,13 @@ async def append_rows(
 
 
 @router.get("/datasets/{dataset_id}/versions/{version}", response_model=schemas.VersionOut)
-def get_version(dataset_id: int, version: Version, ctx: CtxDep) -> schemas.VersionOut:
+def get_version(dataset_id: DbId, version: Version, ctx: CtxDep) -> schemas.VersionOut:
     _, row = datasets.get_version(ctx, dataset_id, version)
     return convert.version(row)
 
 
 @router.get("/datasets/{dataset_id}/versions/{version}/profile")
-def get_profile(dataset_id: int, version: Version, ctx: CtxDep) -> Response:
+def get_profile(dataset_id: DbId, version: Version, ctx: CtxDep) -> Response:
     """Per-column statistics, histograms, top values and a random sample of rows."""
     body = orjson.dumps(datasets.profile(ctx, dataset_id, version))
     return Response(body, media_type="application/json")
@@ -205,7 +205,7 @@ def get_profile(dataset_id: int, version: Version, ctx: CtxDep) -> Response:
     responses={200: {"content": {"application/vnd.apache.parquet": {}, "text/csv": {}}}},
 )
 def download_version(
-    dataset_id: int, version: Version, ctx: CtxDep, format: str = "parquet"
+    dataset_id: DbId, version: Version, ctx: CtxDep, format: str = "parquet"
 ) -> StreamingResponse:
     """The version's rows as Parquet (as stored) or CSV, streamed."""
     row, chunks, media = datasets.download(ctx, dataset_id, version, format)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 
 from openmaas.api import schemas
-from openmaas.api.deps import CtxDep, Limit, Offset
+from openmaas.api.deps import CtxDep, DbId, Limit, Offset
 from openmaas.domain import identity
 from openmaas.errors import Unauthenticated
 from openmaas.store.metadata.tables import Organization
@@ -16,7 +16,7 @@ router = APIRouter(tags=["identity"])
 
 @router.post("/auth/login", response_model=schemas.NewTokenOut, status_code=status.HTTP_201_CREATED)
 def login(body: schemas.LoginIn, ctx: CtxDep) -> schemas.NewTokenOut:
-    """Exchange a username and password for a new API token (read and write scopes)."""
+    """Exchange a username and password for a new API token (every scope)."""
     new = identity.login(ctx, body.username, body.password, token_name=body.token_name)
     return schemas.NewTokenOut(
         token=new.token, **schemas.TokenOut.model_validate(new.row).model_dump()
@@ -84,5 +84,5 @@ def list_tokens(ctx: CtxDep) -> list[schemas.TokenOut]:
 
 
 @router.delete("/tokens/{token_id}", response_model=schemas.TokenOut)
-def revoke_token(token_id: int, ctx: CtxDep) -> schemas.TokenOut:
+def revoke_token(token_id: DbId, ctx: CtxDep) -> schemas.TokenOut:
     return schemas.TokenOut.model_validate(identity.revoke_token(ctx, token_id))

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from openmaas.api import convert, schemas
-from openmaas.api.deps import CtxDep, Limit, Offset
+from openmaas.api.deps import CtxDep, DbId, Limit, Offset
 from openmaas.domain import tasks
 from openmaas.errors import InvalidInput
 from openmaas.ml.tasks import TaskSpec
@@ -34,7 +34,7 @@ def _spec(raw: dict[str, object]) -> TaskSpec:
     response_model=schemas.TaskOut,
     status_code=status.HTTP_201_CREATED,
 )
-def create_task(project_id: int, body: schemas.TaskIn, ctx: CtxDep) -> schemas.TaskOut:
+def create_task(project_id: DbId, body: schemas.TaskIn, ctx: CtxDep) -> schemas.TaskOut:
     """Define a task; its splits are computed now and never change."""
     view = tasks.create(
         ctx,
@@ -53,8 +53,8 @@ def create_task(project_id: int, body: schemas.TaskIn, ctx: CtxDep) -> schemas.T
 @router.get("/tasks", response_model=schemas.PageOut[schemas.TaskOut])
 def list_tasks(
     ctx: CtxDep,
-    project_id: int | None = None,
-    dataset_id: int | None = None,
+    project_id: DbId | None = None,
+    dataset_id: DbId | None = None,
     type: str | None = None,
     name: Annotated[str | None, Query(max_length=128)] = None,
     q: Annotated[str | None, Query(max_length=128)] = None,
@@ -80,12 +80,12 @@ def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=schemas.TaskOut)
-def get_task(task_id: int, ctx: CtxDep) -> schemas.TaskOut:
+def get_task(task_id: DbId, ctx: CtxDep) -> schemas.TaskOut:
     return convert.task(tasks.get(ctx, task_id))
 
 
 @router.patch("/tasks/{task_id}", response_model=schemas.TaskOut)
-def update_task(task_id: int, body: schemas.TaskPatch, ctx: CtxDep) -> schemas.TaskOut:
+def update_task(task_id: DbId, body: schemas.TaskPatch, ctx: CtxDep) -> schemas.TaskOut:
     """Edit the description, licence or citation; the definition itself is immutable."""
     view = tasks.update(
         ctx, task_id, description=body.description, licence=body.licence, citation=body.citation
@@ -94,14 +94,14 @@ def update_task(task_id: int, body: schemas.TaskPatch, ctx: CtxDep) -> schemas.T
 
 
 @router.delete("/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_task(task_id: int, ctx: CtxDep) -> None:
+def delete_task(task_id: DbId, ctx: CtxDep) -> None:
     tasks.delete(ctx, task_id)
 
 
 @router.post(
     "/tasks/{task_id}/rebase", response_model=schemas.TaskOut, status_code=status.HTTP_201_CREATED
 )
-def rebase_task(task_id: int, body: schemas.RebaseIn, ctx: CtxDep) -> schemas.TaskOut:
+def rebase_task(task_id: DbId, body: schemas.RebaseIn, ctx: CtxDep) -> schemas.TaskOut:
     """A new task version on a newer (appended) dataset version; old rows keep their folds."""
     return convert.task(tasks.rebase(ctx, task_id, body.dataset_version))
 
@@ -111,7 +111,7 @@ def rebase_task(task_id: int, body: schemas.RebaseIn, ctx: CtxDep) -> schemas.Ta
     response_class=StreamingResponse,
     responses={200: {"content": {"application/vnd.apache.parquet": {}}}},
 )
-def download_splits(task_id: int, ctx: CtxDep) -> StreamingResponse:
+def download_splits(task_id: DbId, ctx: CtxDep) -> StreamingResponse:
     """The fold of every row: columns row, outer, inner_0..inner_{k-1} (-1: not assigned)."""
     task, chunks = tasks.splits(ctx, task_id)
     return StreamingResponse(

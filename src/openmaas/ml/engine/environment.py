@@ -26,7 +26,7 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def environment(seed: int, threads: int, data: str, splits: str) -> dict[str, Any]:
+def environment(seed: int, threads: int, data: str | None, splits: str) -> dict[str, Any]:
     packages = {name: _version(name) for name in PACKAGES}
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -43,10 +43,15 @@ def environment(seed: int, threads: int, data: str, splits: str) -> dict[str, An
     }
 
 
-def data_digest(frame: pd.DataFrame) -> str:
-    """SHA-256 of the column names and pandas' per-row value hashes (the dataset content)."""
+def data_digest(frame: pd.DataFrame) -> str | None:
+    """SHA-256 of the column names and pandas' per-row value hashes (the dataset content);
+    None if some value cannot be hashed (nested values)."""
     digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    try:
+        rows = pd.util.hash_pandas_object(frame, index=False)
+    except TypeError:
+        return None
+    digest.update(rows.to_numpy().tobytes())
     return digest.hexdigest()
 
 

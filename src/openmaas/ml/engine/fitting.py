@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -154,8 +155,10 @@ class Fitter:
                 callbacks=fit_callbacks(self.callbacks, key, event),
             )  # fmt: skip
         seconds = time.perf_counter() - start
-        for w in caught:
-            self.log(f"{key}: {w.category.__name__}: {w.message}")
+        for (category, message), count in Counter(
+            (w.category.__name__, str(w.message)) for w in caught
+        ).items():
+            self.log(f"{key}: {category}: {message}" + (f" ({count} times)" if count > 1 else ""))
         model = pipe.steps[-1][1]
         curve = getattr(model, "learning_curve_", None)
         kept = None

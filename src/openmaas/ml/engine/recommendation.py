@@ -98,10 +98,7 @@ class Recommendation(TaskAdapter):
 
     def _scores(self, scores: np.ndarray, relevance: np.ndarray, mask: np.ndarray) -> Scores:
         """Every ranking metric over one chunk of users (its mean over them)."""
-        return {
-            m.name: guarded(m.name, lambda m=m: m(relevance, scores, mask=mask), self.log)
-            for m in self.metrics
-        }
+        return {m.name: guarded(m, relevance, scores, self.log, mask=mask) for m in self.metrics}
 
     def _matrices(
         self, model: Any, at: np.ndarray, chunk: np.ndarray, rows: Rows, seen: Rows

@@ -154,4 +154,8 @@ class RunResult:
 
 
 def read_curves(out_dir: Path) -> dict[str, dict[str, list[float]]]:
-    return json.loads((Path(out_dir) / CURVES_FILE).read_text())
+    """``curves.json`` of a run: fit key -> metric -> one value per round or epoch."""
+    curves: dict[str, dict[str, list[float]]] = json.loads(
+        (Path(out_dir) / CURVES_FILE).read_text()
+    )
+    return curves

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from openmaas.errors import InvalidFile
+from openmaas.errors import InvalidFile, InvalidInput
 
 __all__ = ["pack", "unpack"]
 
@@ -45,13 +45,24 @@ def pack(
     return buffer.getvalue()
 
 
-def unpack(payload: bytes, out_dir: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """The record and predictions of a payload; its model directories are written to
-    ``out_dir`` (replacing what is there)."""
+def unpack(
+    payload: bytes, out_dir: Path, *, fingerprint: str, what: str
+) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """The record and predictions of a payload of the run ``fingerprint``; its model
+    directories are written to ``out_dir`` (replacing what is there).
+
+    A payload of another run is refused before anything is written; ``what``
+    names the payload in messages.
+    """
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
         with archive:
             record = json.loads(archive.read(_RECORD))
+            if record.get("fingerprint") != fingerprint:
+                raise InvalidInput(
+                    f"{what} was produced by a different run (task, data, splits, algorithm, "
+                    "parameters, seed or parent differ); start the run afresh"
+                )
             models = [str(m) for m in record["models"]]
             _check_models(models)
             members = [m for m in archive.infolist() if not m.is_dir()]
@@ -67,10 +78,10 @@ def unpack(payload: bytes, out_dir: Path) -> tuple[dict[str, Any], pd.DataFrame 
                     target = out_dir / member.filename
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(archive.read(member))
-    except InvalidFile:
+    except InvalidInput:
         raise
     except (zipfile.BadZipFile, KeyError, TypeError, ValueError) as e:
-        raise InvalidFile(f"cannot read a completed fold's payload: {e}") from e
+        raise InvalidFile(f"cannot read the payload of {what}: {e}") from e
     return record, predictions
 
 

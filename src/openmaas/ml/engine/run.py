@@ -279,13 +279,8 @@ class _Run:
         self.callbacks.on_progress({**event, "metrics": result.metrics, "restored": restored})
 
     def _unpack(self, f: int, payload: bytes) -> tuple[dict[str, Any], pd.DataFrame | None]:
-        record, predictions = unpack(payload, self.out_dir)
-        if record.get("fingerprint") != self.fingerprint:
-            raise InvalidInput(
-                f"completed fold {f} was produced by a different run (task, data, splits, "
-                "algorithm, parameters, seed or parent differ); start the run afresh",
-                details={"fold": f},
-            )
+        what = "the completed final model" if f == FINAL else f"completed fold {f}"
+        record, predictions = unpack(payload, self.out_dir, fingerprint=self.fingerprint, what=what)
         self.lines += [str(line) for line in record["log"]]
         return record, predictions
 

@@ -57,21 +57,19 @@ def score_predictions(
             out[name] = None
             log(f"{name}: this algorithm gives no {'scores' if metric.needs_scores else 'labels'}")
             continue
-        out[name] = guarded(
-            name, lambda m=metric, v=values: m(y_true, v, **_kwargs(m, classes)), log
-        )
+        out[name] = guarded(metric, y_true, values, log, **_kwargs(metric, classes))
     return out
 
 
-def guarded(name: str, compute: Callable[[], float], log: Log) -> float | None:
-    """``compute()``, or None (logged) when the metric is undefined or not finite."""
+def guarded(metric: Metric, y_true: Any, values: Any, log: Log, **kw: Any) -> float | None:
+    """``metric(y_true, values, **kw)``, or None (logged) when undefined or not finite."""
     try:
-        value = float(compute())
+        value = metric(y_true, values, **kw)
     except InvalidInput as e:
-        log(f"{name} is undefined here: {e.message}")
+        log(f"{metric.name} is undefined here: {e.message}")
         return None
     if not math.isfinite(value):
-        log(f"{name} is {value} here")
+        log(f"{metric.name} is {value} here")
         return None
     return value
 

@@ -96,7 +96,9 @@ class Sequence(TaskAdapter):
         allowed = inside.copy()
         if seen is not None:
             allowed[seen] = True
-        return inside[self.targets].all(axis=1) & allowed[self.context].all(axis=1)
+        targets_in: npt.NDArray[np.bool_] = inside[self.targets].all(axis=1)
+        context_in: npt.NDArray[np.bool_] = allowed[self.context].all(axis=1)
+        return targets_in & context_in
 
     def inputs(self, rows: Rows, context: Rows | None = None) -> tuple[Any, Any]:
         chosen = self._windows(rows, context)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy import ColumnElement, false, or_, select, true
 
 from openmaas.store.metadata.tables import Project, ProjectGrant, ProjectMember
 
@@ -23,10 +23,14 @@ class Caller(Protocol):
     def is_admin(self) -> bool: ...
     @property
     def org_ids(self) -> list[int]: ...
+    @property
+    def scopes(self) -> frozenset[str]: ...
 
 
 def readable_projects(caller: Caller) -> ColumnElement[bool]:
     """A WHERE clause on ``Project`` true for the projects ``caller`` may read."""
+    if "read" not in caller.scopes:
+        return false()  # a predict-only token reads nothing, lists included
     if caller.is_admin:
         return true()
     conds: list[ColumnElement[bool]] = [Project.visibility == "public"]
