@@ -244,6 +244,9 @@ def service_account(case: Case) -> str:
 
 EXPECTATIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/health"): Rule(ANYONE),
+    # The algorithm catalog is public.
+    ("GET", "/algorithms"): Rule(ANYONE),
+    ("GET", "/algorithms/{name}"): Rule(ANYONE, path={"name": "linear"}),
     # Identity
     ("POST", "/auth/login"): Rule(
         ANYONE, 201, json={"username": login_name, "password": login_password}

@@ -29,7 +29,7 @@ class HalfExecutor(Executor):
 
 
 def test_a_half_implemented_executor_cannot_be_made() -> None:
-    with pytest.raises(TypeError, match="abstract method '?kill"):
+    with pytest.raises(TypeError, match=r"abstract method '?kill"):
         HalfExecutor()  # type: ignore[abstract]
 
 

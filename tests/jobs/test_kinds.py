@@ -16,7 +16,7 @@ def test_kinds_register_references_that_other_processes_can_import() -> None:
 
 
 def test_register_rejects_what_cannot_work() -> None:
-    with pytest.raises(ValueError, match="job kind 'test.noop' is already registered to "):
+    with pytest.raises(ValueError, match=r"job kind 'test\.noop' is already registered to "):
         kinds.register_kind("test.noop", test_kinds.sleep)
     with pytest.raises(ValueError, match="job kind must be 1 to 32 characters"):
         kinds.register_kind("x" * 33, test_kinds.noop)

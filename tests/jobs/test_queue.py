@@ -160,13 +160,13 @@ def test_a_stale_attempt_cannot_write(platform: Platform) -> None:
     assert queue.heartbeat(platform.store, stale) == queue.HeartbeatResult(alive=False)
     assert not queue.save_checkpoint(platform.store, stale, DIGEST, {"epoch": 9})
     assert not queue.log(platform.store, stale, "from the past")
-    with pytest.raises(StaleAttempt, match=f"attempt 1 .* of job {job_id} is stale"):
-        with platform.store.write() as s:
-            s.add(AuditEvent(action="result", resource_type="job", resource_id=str(job_id)))
-            queue.finish(s, stale, SUCCEEDED, {"from": "stale"})
-    with pytest.raises(StaleAttempt), platform.store.write() as s:
+    stale_error = rf"attempt 1 \({stale.attempt_id}\) of job {job_id} is stale: the job was"
+    with pytest.raises(StaleAttempt, match=stale_error), platform.store.write() as s:
+        s.add(AuditEvent(action="result", resource_type="job", resource_id=str(job_id)))
+        queue.finish(s, stale, SUCCEEDED, {"from": "stale"})
+    with pytest.raises(StaleAttempt, match="is stale"), platform.store.write() as s:
         queue.hold(s, stale)
-    with pytest.raises(StaleAttempt), platform.store.write() as s:
+    with pytest.raises(StaleAttempt, match="is stale"), platform.store.write() as s:
         queue.fail_or_retry(s, stale, "boom")
     assert not queue.transition(platform.store, queue.release, stale)
 
@@ -182,16 +182,21 @@ def test_a_stale_attempt_cannot_write(platform: Platform) -> None:
         queue.finish(s, live, SUCCEEDED, {"from": "live"})
     row = job(platform, job_id)
     assert (row.state, row.result) == (SUCCEEDED, {"from": "live"})
-    with pytest.raises(StaleAttempt), platform.store.write() as s:  # finished: fenced too
+    with (
+        pytest.raises(StaleAttempt, match="is stale"),
+        platform.store.write() as s,
+    ):  # finished: fenced too
         queue.finish(s, live, FAILED)
 
 
 def test_finish_needs_a_terminal_state(platform: Platform) -> None:
     add_job(platform, "k")
     c = claim(platform)
-    with pytest.raises(ValueError, match="finish needs a terminal state, not 'queued'"):
-        with platform.store.write() as s:
-            queue.finish(s, c, QUEUED)
+    with (
+        pytest.raises(ValueError, match="finish needs a terminal state, not 'queued'"),
+        platform.store.write() as s,
+    ):
+        queue.finish(s, c, QUEUED)
 
 
 def test_fail_or_retry_backs_off_then_fails(platform: Platform) -> None:

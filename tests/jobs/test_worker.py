@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from openmaas.domain.context import Platform
-from openmaas.domain.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, request_cancel
+from openmaas.domain.jobs import CANCELLED, FAILED, QUEUED, SUCCEEDED, request_cancel
 from openmaas.errors import InvalidInput
 from openmaas.jobs.executors.local import LocalExecutor
 from openmaas.jobs.kinds import handler_ref

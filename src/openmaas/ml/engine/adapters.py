@@ -95,6 +95,13 @@ class Tabular(TaskAdapter):
         self.X = frame[[c.name for c in self.features]]
 
     def check(self, splits: Splits) -> None:
+        if self.spec.type == "regression":
+            bad = ~np.isfinite(self.y.astype(np.float64))
+            if bad.any():
+                raise InvalidInput(
+                    f"the target has {int(bad.sum())} infinite values "
+                    f"(first at row {int(np.flatnonzero(bad)[0])}); drop or clip them"
+                )
         if self.classes is None:
             return
         for f, i, rows in training_parts(splits):
@@ -110,8 +117,8 @@ class Tabular(TaskAdapter):
         return self.X.iloc[rows], self.y[rows]
 
     def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]:
-        X = self.X.iloc[rows]
-        pred = pipe.predict(X)
+        X, model = pipe[:-1].transform(self.X.iloc[rows]), pipe.steps[-1][1]
+        pred = model.predict(X)
         out = pd.DataFrame({"row": rows})
         if self.multi:
             pred = np.asarray(pred).reshape(len(rows), -1)
@@ -121,8 +128,7 @@ class Tabular(TaskAdapter):
             out["prediction"] = pred
         proba = None
         if self.classes is not None:
-            model = pipe.steps[-1][1]
-            proba = align_proba(pipe.predict_proba(X), model.classes_, self.classes)
+            proba = align_proba(model.predict_proba(X), model.classes_, self.classes)
             for j, c in enumerate(self.classes):
                 out[f"proba_{c}"] = proba[:, j]
         scores = score_predictions(
@@ -145,7 +151,11 @@ def _plain(value: Any) -> Any:
 
 
 class Anomaly(TaskAdapter):
-    """Fitted on features only; ``score`` (higher = more anomalous) against the labels."""
+    """Fitted on features only; ``score`` (higher = more anomalous) against the labels.
+
+    Anomaly algorithms expose ``score_samples`` with that orientation (VAE does;
+    scikit-learn's detectors, where higher means normal, would need a wrapper).
+    """
 
     def __init__(
         self, frame: pd.DataFrame, columns: Sequence[ColumnSchema], spec: TaskSpec, log: Log

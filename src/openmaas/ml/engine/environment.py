@@ -26,7 +26,9 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def environment(seed: int, threads: int, data: str | None, splits: str) -> dict[str, Any]:
+def environment(
+    seed: int, threads: int, data: str | None, splits: str, dataset_version: str | None
+) -> dict[str, Any]:
     packages = {name: _version(name) for name in PACKAGES}
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -38,6 +40,7 @@ def environment(seed: int, threads: int, data: str | None, splits: str) -> dict[
         "packages": packages,
         "seed": seed,
         "threads": threads,
+        "dataset_version": dataset_version,
         "data_digest": data,
         "splits_digest": splits,
     }

@@ -36,7 +36,7 @@ validation), ``final`` the final model; non-iterative algorithms have none.
                       model) | "refit" (on every row), "rows", "length"}
     features          the dataset columns the models read
     environment       python, platform, openmaas, packages, seed, threads,
-                      data_digest, splits_digest
+                      dataset_version (as given), data_digest, splits_digest
     wall_time_s       this execution plus the recorded time of restored folds
     peak_rss_mb       peak resident memory of the executing process
     parent            null, or {"dir", "fingerprint", "algorithm", "seed", "score",

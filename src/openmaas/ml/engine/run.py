@@ -91,11 +91,14 @@ def execute_run(
     *,
     callbacks: RunCallbacks | None = None,
     parent_dir: Path | None = None,
+    dataset_version: str | None = None,
 ) -> RunResult:
     """Fit ``algorithm`` with ``params`` and ``seed`` on ``splits`` of ``frame``; see the module.
 
     Writes everything to ``out_dir`` (layout in :mod:`.results`) and returns
-    the result. Raises :class:`InvalidInput` before fitting anything if the
+    the result; ``dataset_version`` (the caller's id or digest of the dataset
+    version) is recorded in its environment beside the engine's own digest of
+    ``frame``. Raises :class:`InvalidInput` before fitting anything if the
     algorithm, its parameters, the columns, the splits or the parent do not fit
     the task.
     """
@@ -105,7 +108,7 @@ def execute_run(
     _check_splits(spec, splits, len(frame))
     check_columns(spec, frame, columns)
     run = _Run(frame, columns, spec, splits, cls, checked, seed, Path(out_dir),
-               callbacks or RunCallbacks(), parent_dir)  # fmt: skip
+               callbacks or RunCallbacks(), parent_dir, dataset_version)  # fmt: skip
     with _single_threaded():
         return run.execute(start)
 
@@ -175,11 +178,13 @@ class _Run:
         out_dir: Path,
         callbacks: RunCallbacks,
         parent_dir: Path | None,
+        dataset_version: str | None,
     ) -> None:
         self.spec, self.splits, self.cls, self.params = spec, splits, cls, params
         self.seed, self.out_dir, self.callbacks = seed, out_dir, callbacks
         self.lines: list[str] = []
         self.where = ""
+        self.dataset_version = dataset_version
         self.adapter = make_adapter(frame, columns, spec, self._metric_log)
         self.adapter.check(splits)
         self.parent: ParentRun | None = (
@@ -345,7 +350,7 @@ class _Run:
             score=metrics[primary.name]["mean"], score_std=metrics[primary.name]["std"],
             metrics=metrics, validation=validation, folds=[o.result for o in folds],
             final=final, features=[c.name for c in self.adapter.features],
-            environment=env.environment(self.seed, THREADS, *self.digests),
+            environment=env.environment(self.seed, THREADS, *self.digests, self.dataset_version),
             wall_time_s=time.perf_counter() - start + restored, peak_rss_mb=env.peak_rss_mb(),
             fingerprint=self.fingerprint, resumed_folds=resumed,
             parent=None if self.parent is None else self.parent.summary(metrics),
