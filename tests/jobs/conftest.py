@@ -26,7 +26,7 @@ from openmaas.store.metadata.sql import MetadataStore
 from openmaas.store.metadata.tables import Base
 from openmaas.testing.jobs import KINDS, TEST_PRELOAD, pid_alive, wait_for
 
-FAST = {"job_retry_backoff_s": 0.1, "job_retry_backoff_max_s": 1.0}
+FAST: dict[str, Any] = {"job_retry_backoff_s": 0.1, "job_retry_backoff_max_s": 1.0}
 LEASE_S, HEARTBEAT_S, POLL_S = 1.5, 0.25, 0.1
 PG_URL = os.environ.get("OPENMAAS_TEST_DATABASE_URL")
 
@@ -112,7 +112,12 @@ class WorkerProcesses:
         self.logs = logs
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, worker_id: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, worker_id: str, *args: str, preload: list[str] | None = TEST_PRELOAD
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker; ``preload=None`` keeps the default (heavy) forkserver preload."""
+        if preload is not None:
+            args = ("--preload", ",".join(preload), *args)
         cmd = [
             sys.executable,
             "-m",
@@ -121,8 +126,6 @@ class WorkerProcesses:
             worker_id,
             "--module",
             "openmaas.testing.jobs",
-            "--preload",
-            ",".join(TEST_PRELOAD),
             "--lease-s",
             str(LEASE_S),
             "--heartbeat-s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -31,7 +32,7 @@ class Lab:
             return self.platform.as_(ANONYMOUS)
         return self.platform.as_(self.users[name])
 
-    def job(self, creator: str, **kw: object) -> int:
+    def job(self, creator: str, **kw: Any) -> int:
         return add_job(
             self.platform,
             "test.noop",

@@ -199,6 +199,7 @@ def test_a_tiny_job_starts_fast(platform: Platform, executor: LocalExecutor) -> 
         totals.append(time.time() - t0)
         row = job(platform, c.job_id)
         assert row.state == SUCCEEDED
+        assert row.result is not None
         latencies.append(row.result["t"] - t0)
     best = sorted(latencies)[len(latencies) // 2]
     print(

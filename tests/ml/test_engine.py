@@ -164,6 +164,16 @@ def test_iterative_algorithms_keep_learning_curves(runs: dict[str, tuple[RunResu
     assert read_curves(runs["linear"][1])["fold_0"] == {}
 
 
+def test_warnings_of_a_fit_go_to_the_run_log(
+    cancer: pd.DataFrame, binary: tuple[TaskSpec, Splits], tmp_path: Path
+) -> None:
+    spec, splits = binary
+    execute_run(cancer, _columns(cancer), spec, splits, "linear", {"max_iter": 10}, 0, tmp_path)
+    log = (tmp_path / "run.log").read_text().splitlines()
+    assert any(line.startswith("fold_0/inner_0: ConvergenceWarning: ") for line in log)
+    assert "fold_0/refit: fitted on 455 rows in " in "\n".join(log)
+
+
 def test_preprocessing_is_fitted_inside_each_fold(cancer: pd.DataFrame, tmp_path: Path) -> None:
     spec = _spec("binary", outer={"method": "kfold", "k": 2}, inner_folds=2)
     splits = compute_splits(spec, cancer)
@@ -255,6 +265,19 @@ def test_multiclass_labels_and_regression(tmp_path: Path) -> None:
     assert predictions["prediction"].dtype == np.float64
 
 
+def test_a_class_missing_from_an_inner_training_part_is_still_predicted(tmp_path: Path) -> None:
+    wine = load_wine(as_frame=True).frame.rename(columns={"target": "y"})
+    spec = _spec("multiclass", stratify=False, inner_folds=3)
+    splits = compute_splits(spec, wine)
+    rare = splits.inner_train_valid(0, 0)[1][:2]  # only ever in inner fold 0's validation
+    wine.loc[rare, "y"] = 9
+    result = execute_run(wine, _columns(wine), spec, splits, "lightgbm", TINY["lightgbm"], 0,
+                         tmp_path)  # fmt: skip
+    predictions = read_predictions(tmp_path / "predictions.parquet").set_index("row")
+    assert (predictions.loc[rare, "proba_9"] == 0.0).all()  # the inner fit never saw class 9
+    assert result.folds[0].inner_metrics[0]["accuracy"] is not None
+
+
 def test_a_resumed_run_skips_completed_folds_and_ends_the_same(
     cancer: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -269,11 +292,21 @@ def test_a_resumed_run_skips_completed_folds_and_ends_the_same(
     killed = Recorder(stop_at=("fold_1/refit", 12))  # completed fold 0, killed in fold 1
     with pytest.raises(KeyboardInterrupt, match="killed"):
         execute_run(cancer, _columns(cancer), spec, splits, "lightgbm", params, 3,
-                    tmp_path / "resumed", callbacks=killed)  # fmt: skip
+                    tmp_path / "killed", callbacks=killed)  # fmt: skip
     assert set(killed.payloads) == {0}
     killed.events.clear()
-    resumed = execute_run(cancer, _columns(cancer), spec, splits, "lightgbm", params, 3,
-                          tmp_path / "resumed", callbacks=killed)  # fmt: skip
+    resumed = execute_run(
+        cancer,
+        _columns(cancer),
+        spec,
+        splits,
+        "lightgbm",
+        params,
+        3,
+        tmp_path / "resumed",
+        callbacks=killed,
+    )  # fmt: skip  (another worker)
+    assert (tmp_path / "resumed" / "models" / "inner" / "fold_0" / "inner_1").is_dir()
     assert killed.epochs("fold_1/refit")[0] == 11  # from the checkpoint at round 10
     assert not killed.epochs("fold_0/refit")  # fold 0 restored, not refitted
     assert resumed.resumed_folds == [0]

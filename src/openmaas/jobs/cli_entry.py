@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from openmaas.config import Settings
-from openmaas.jobs.kinds import load_modules
+from openmaas.jobs.kinds import KIND_MODULES, load_modules
 
 
 def run_worker(
@@ -37,7 +37,8 @@ def run_worker(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     load_modules(modules)
-    preload = [*(settings.worker_preload if preload is None else preload), *modules]
+    base = settings.worker_preload if preload is None else preload
+    preload = [*base, *KIND_MODULES, *modules]
     platform = Platform(settings)
     worker = Worker(
         platform,

@@ -70,6 +70,7 @@ __all__ = [
     "heartbeat",
     "hold",
     "log",
+    "owns",
     "reap",
     "release",
     "request_cancel",
@@ -235,6 +236,12 @@ def heartbeat(
     if row is None:
         return HeartbeatResult(alive=False)
     return HeartbeatResult(alive=True, cancel_requested=bool(row[0]))
+
+
+def owns(store: MetadataStore, claim: Claim) -> bool:
+    """Whether the attempt still owns its running job (a read: takes no write lock)."""
+    with store.read() as s:
+        return s.scalar(select(Job.id).where(*_fence(claim))) is not None
 
 
 def save_checkpoint(store: MetadataStore, claim: Claim, digest: str, meta: dict[str, Any]) -> bool:

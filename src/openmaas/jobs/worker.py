@@ -284,8 +284,8 @@ class Worker:
         a.last_heartbeat_ok, a.next_heartbeat = now, now + self.heartbeat_s
         if not beat.alive:
             log.warning(
-                "job %s attempt %s is stale (re-queued or finished elsewhere); "
-                "killed, its results are dropped",
+                "job %s attempt %s no longer owns its job (it finished, or the job was "
+                "re-queued or cancelled); stopping it, anything it still writes is dropped",
                 a.claim.job_id,
                 a.claim.attempt,
             )
@@ -309,13 +309,18 @@ class Worker:
     # Settling ----------------------------------------------------------------------------
     def _settle(self, a: _Attempt, status: Status) -> None:
         claim = a.claim
-        if status.failure_code is not None:
+        if self._stopping and (status.exit_code or 0) < 0:  # signalled with us, e.g. by systemd
+            if self._end(claim, queue.release):
+                log.info("job %s released", claim.job_id)
+        elif status.failure_code is not None:
             self._end(claim, queue.finish, FAILED, None, status.failure, status.failure_code)
             log.warning("job %s failed: %s", claim.job_id, status.failure)
-        elif status.exit_code == 0:  # it recorded its own outcome; this normally loses
-            self._retry(
-                claim, "the job process ended without recording an outcome", "internal_error"
-            )
+        elif status.exit_code == 0:  # it recorded its own outcome
+            log.info("job %s attempt %s ended", claim.job_id, claim.attempt)
+            if self._guard(lambda: queue.owns(self.store, claim)):
+                self._retry(
+                    claim, "the job process ended without recording an outcome", "internal_error"
+                )
         else:
             how = describe_exit(status.exit_code)
             self._retry(claim, f"the job process died ({how})", "process_died")

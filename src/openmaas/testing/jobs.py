@@ -45,6 +45,16 @@ def noop(ctx: JobContext) -> dict[str, Any]:
     return {"t": time.time(), "pid": os.getpid()}
 
 
+def imports(ctx: JobContext) -> dict[str, Any]:
+    """Imports torch, LightGBM and scikit-learn; instant when the forkserver preloaded them."""
+    t0 = time.time()
+    import lightgbm  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+    import torch
+
+    return {"t": t0, "import_s": time.time() - t0, "torch_threads": torch.get_num_threads()}
+
+
 def sleep(ctx: JobContext) -> dict[str, Any]:
     """Sleeps ``payload["seconds"]``, reporting progress and its pid."""
     ctx.progress({"pid": os.getpid()})
@@ -130,6 +140,7 @@ def spawn(ctx: JobContext) -> None:
 
 KINDS = {
     "test.noop": noop,
+    "test.imports": imports,
     "test.sleep": sleep,
     "test.epochs": epochs,
     "test.allocate": allocate,

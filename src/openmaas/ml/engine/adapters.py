@@ -2,8 +2,9 @@
 
 :class:`TaskAdapter` is what the run loop needs of a task type:
 
-- ``inputs(rows, context)``: ``X``, ``y`` to fit on ``rows`` (or validate on them,
-  ``context`` being the rows fitted on: sequence windows may read their past);
+- ``inputs(rows, context)``: ``X``, ``y`` to fit on ``rows``, or to validate on
+  them when ``context`` (the rows fitted on) is given: sequence windows may read
+  their past there, and classification leaves out classes the fit never saw;
 - ``evaluate(pipe, rows, seen)``: the prediction columns for ``rows`` (see
   :mod:`.predictions`) and every task metric on them; ``seen`` are the rows of
   earlier parts (recommendation masks them, sequence windows read them);
@@ -114,6 +115,10 @@ class Tabular(TaskAdapter):
                 )
 
     def inputs(self, rows: Rows, context: Rows | None = None) -> tuple[Any, Any]:
+        """``X``, ``y`` of ``rows``; validation rows (``context`` given) of a class the
+        training rows lack are left out (early stopping cannot score them)."""
+        if context is not None and self.classes is not None:
+            rows = rows[np.isin(self.y[rows], self.y[context])]
         return self.X.iloc[rows], self.y[rows]
 
     def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]:

@@ -16,6 +16,9 @@
   ``final``. A fit resumed from its checkpoint ends as the uninterrupted one.
   Once ``on_fold_done(f, ...)`` has been called, the ``fold_<f>/...``
   checkpoints are obsolete and may be dropped (``final`` after ``FINAL``).
+  Checkpoints and payloads belong to one run: hand back only the same job's
+  (payloads carry the run's fingerprint and are refused otherwise; torch
+  checkpoints check theirs, LightGBM's cannot).
 
 A killed run that kept both completed folds and checkpoints restarts where it
 stopped: finished folds are restored from their payloads, the inner fits of

@@ -155,10 +155,7 @@ class Fitter:
                 callbacks=fit_callbacks(self.callbacks, key, event),
             )  # fmt: skip
         seconds = time.perf_counter() - start
-        for (category, message), count in Counter(
-            (w.category.__name__, str(w.message)) for w in caught
-        ).items():
-            self.log(f"{key}: {category}: {message}" + (f" ({count} times)" if count > 1 else ""))
+        self._log_warnings(key, caught)
         model = pipe.steps[-1][1]
         curve = getattr(model, "learning_curve_", None)
         kept = None
@@ -168,3 +165,10 @@ class Fitter:
         more = "" if kept is None else f"; kept length {kept}"
         self.log(f"{key}: fitted on {len(rows)} rows in {seconds:.2f} s{more}")
         return Fit(pipe, seconds, {} if curve is None else dict(curve.values), kept)
+
+    def _log_warnings(self, key: str, caught: list[warnings.WarningMessage]) -> None:
+        """One log line per distinct warning a fit raised (a run's warnings are its log's)."""
+        counts = Counter((w.category.__name__, str(w.message)) for w in caught)
+        for (category, message), count in counts.items():
+            times = f" ({count} times)" if count > 1 else ""
+            self.log(f"{key}: {category}: {message}{times}")
