@@ -14,7 +14,7 @@ from openmaas.store.metadata.tables import AuditEvent, JobLog
 from openmaas.testing.jobs import RESULT_ACTION, add_job, job, pid_alive, wait_for
 from tests.jobs.conftest import WorkerProcesses, session_pids
 
-EPOCHS, EPOCH_S = 10, 0.15
+EPOCHS, EPOCH_S = 8, 0.12
 
 
 def result_rows(platform: Platform, job_id: int) -> list[dict[str, object]]:
@@ -52,6 +52,8 @@ def test_sigkilled_worker_job_resumes_elsewhere_from_its_checkpoint(
 ) -> None:
     job_id = add_job(platform, "test.epochs", {"epochs": EPOCHS, "epoch_s": EPOCH_S})
     a = workers.start("worker-a")
+    wait_for(lambda: job(platform, job_id).state == RUNNING)
+    workers.start("worker-b")  # starts up meanwhile; the job is worker-a's
     wait_for(lambda: job(platform, job_id).checkpoint.get("epoch", 0) >= 3)
     child = attempt_pid(platform, job_id, 1)
     a.send_signal(signal.SIGKILL)
@@ -61,9 +63,7 @@ def test_sigkilled_worker_job_resumes_elsewhere_from_its_checkpoint(
     wait_for(lambda: not session_pids(a.pid), timeout=5)
     reached = job(platform, job_id).checkpoint["epoch"]
     assert reached >= 3
-    assert job(platform, job_id).state == RUNNING  # until its lease runs out
 
-    workers.start("worker-b")
     wait_for(lambda: job(platform, job_id).state == SUCCEEDED, timeout=30)
     row = job(platform, job_id)
     assert (row.attempt, row.worker_id) == (2, "worker-b")
@@ -80,8 +80,9 @@ def test_a_frozen_worker_cannot_write_results_after_it_thaws(
 ) -> None:
     job_id = add_job(platform, "test.epochs", {"epochs": EPOCHS, "epoch_s": EPOCH_S})
     a = workers.start("worker-a")
-    wait_for(lambda: job(platform, job_id).checkpoint.get("epoch", 0) >= 1)
+    wait_for(lambda: job(platform, job_id).state == RUNNING)
     b = workers.start("worker-b")
+    wait_for(lambda: job(platform, job_id).checkpoint.get("epoch", 0) >= 1)
     child = attempt_pid(platform, job_id, 1)
 
     workers.signal_all(a, signal.SIGSTOP)  # the worker, its forkserver and the attempt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from openmaas.api import schemas
 from openmaas.domain.datasets import DatasetView
+from openmaas.domain.runs import Entry, RunView
 from openmaas.domain.tasks import TaskView
 from openmaas.store.metadata.tables import DatasetVersion, Project
 
@@ -81,4 +82,51 @@ def task(v: TaskView) -> schemas.TaskOut:
         licence=t.licence,
         citation=t.citation,
         created_at=t.created_at,
+    )
+
+
+def run(v: RunView) -> schemas.RunOut:
+    r = v.run
+    return schemas.RunOut(
+        id=r.id,
+        task_id=r.task_id,
+        task_name=v.task.name,
+        project_id=r.project_id,
+        kind=r.kind,
+        name=r.name,
+        algorithm=r.algorithm,
+        params=r.params,
+        seed=r.seed,
+        state=v.state,
+        metric=r.metric,
+        score=r.score,
+        score_std=r.score_std,
+        metrics=r.metrics,
+        parent_id=r.parent_id,
+        job_id=r.job_id,
+        progress=v.job.progress if v.job and v.state == "running" else {},
+        error=v.error,
+        contributor=v.creator,
+        wall_time_s=r.wall_time_s,
+        peak_rss_mb=r.peak_rss_mb,
+        environment=r.environment,
+        created_at=r.created_at,
+        finished_at=r.finished_at,
+    )
+
+
+def entry(e: Entry) -> schemas.LeaderboardEntryOut:
+    r = e.run
+    return schemas.LeaderboardEntryOut(
+        rank=e.rank,
+        run_id=r.id,
+        score=r.score,
+        score_std=r.score_std,
+        algorithm=r.algorithm,
+        params=r.params,
+        kind=r.kind,
+        contributor=e.contributor,
+        organisations=e.organisations,
+        wall_time_s=r.wall_time_s,
+        created_at=r.created_at,
     )

@@ -289,3 +289,80 @@ class TaskOut(BaseModel):
     licence: str | None
     citation: str | None
     created_at: datetime
+
+
+# Runs ----------------------------------------------------------------------------------
+
+
+class RunIn(In):
+    algorithm: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(default=0, ge=0, le=MAX_ID)
+    name: str = Field(default="", max_length=128)
+    parent_run_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+
+class RunOut(BaseModel):
+    id: int
+    task_id: int
+    task_name: str
+    project_id: int
+    kind: str
+    name: str
+    algorithm: str
+    params: dict[str, Any]
+    seed: int
+    state: str
+    metric: str
+    score: float | None
+    score_std: float | None
+    metrics: dict[str, Any]
+    parent_id: int | None
+    job_id: int | None
+    progress: dict[str, Any]
+    error: str | None
+    contributor: str
+    wall_time_s: float | None
+    peak_rss_mb: float | None
+    environment: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ArtifactOut(Out):
+    name: str
+    digest: str
+    size_bytes: int
+    media_type: str
+
+
+class LogOut(Out):
+    id: int
+    attempt: int
+    at: datetime
+    level: str
+    message: str
+
+
+class LeaderboardEntryOut(BaseModel):
+    rank: int
+    run_id: int
+    score: float | None
+    score_std: float | None
+    algorithm: str
+    params: dict[str, Any]
+    kind: str
+    contributor: str
+    organisations: list[str]
+    wall_time_s: float | None
+    created_at: datetime
+
+
+class LeaderboardOut(BaseModel):
+    task_id: int
+    metric: str
+    direction: str
+    items: list[LeaderboardEntryOut]
+    total: int
+    limit: int
+    offset: int

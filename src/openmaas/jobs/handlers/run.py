@@ -1,0 +1,194 @@
+"""The ``run`` job: train a catalog algorithm on a task's stored splits.
+
+Runs in a worker's child process. The engine (``openmaas.ml.engine``) does the
+computation; this module feeds it the task's data and keeps what it reports:
+
+- progress events become job progress and log lines;
+- a finished fold's payload is stored as a blob and listed in the job's
+  checkpoint, with the running fit's latest epoch state as the checkpoint blob,
+  so a new attempt after a crash skips finished folds and continues the fit
+  where it stopped;
+- the run's files (predictions, curves, models, log) become run artifacts and
+  the metrics the run row, written in the same transaction as the job's fenced
+  finish: a stale attempt writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from sqlalchemy import select
+
+from openmaas.domain.datasets import materialize
+from openmaas.jobs.kinds import register_kind
+from openmaas.jobs.runner import JobContext
+from openmaas.ml.data import ColumnSchema
+from openmaas.ml.engine import RunCallbacks, RunResult, execute_run, read_curves
+from openmaas.ml.splits import Splits
+from openmaas.ml.tasks import TaskSpec
+from openmaas.store.metadata.tables import (
+    DatasetVersion,
+    Run,
+    RunArtifact,
+    RunMetric,
+    Task,
+)
+
+MEDIA = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".json": "application/json",
+    ".txt": "text/plain",
+    ".log": "text/plain",
+}
+
+
+class JobCallbacks(RunCallbacks):
+    """Engine hooks backed by the job's checkpoint (one blob + JSON meta)."""
+
+    def __init__(self, job: JobContext) -> None:
+        self.job = job
+        resumed = job.resume()
+        self.meta: dict[str, Any] = dict(resumed[1]) if resumed else {}
+        self.state: bytes | None = resumed[0] if resumed else None
+        self.meta.setdefault("folds", {})
+        self.last_epoch_logged: dict[str, int] = {}
+
+    def on_progress(self, event: dict[str, Any]) -> None:
+        self.job.progress(event)
+        kind = event.get("event")
+        if kind == "fold_done":
+            metrics = event.get("metrics") or {}
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
+            self.job.log(f"fold {event.get('fold')} of {event.get('folds')} done: {shown}")
+        elif kind == "run_done":
+            self.job.log(f"run done in {event.get('seconds', 0):.1f}s, score {event.get('score')}")
+
+    def on_fold_done(self, fold: int, payload: bytes) -> None:
+        digest = self.job.platform.artifacts.put_stream(iter([payload])).digest
+        self.meta["folds"][str(fold)] = digest
+        self.meta.pop("fit", None)
+        self.state = None
+        self.job.checkpoint(b"", self.meta)
+
+    def completed_folds(self) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        for fold, digest in self.meta.get("folds", {}).items():
+            try:
+                with self.job.platform.artifacts.open(digest) as f:
+                    out[int(fold)] = f.read()
+            except Exception:  # a lost payload only costs recomputing that fold
+                continue
+        return out
+
+    def checkpoint(self, key: str, epoch: int, state: bytes) -> None:
+        self.meta["fit"] = {"key": key, "epoch": epoch}
+        self.state = state
+        self.job.checkpoint(state, self.meta)
+
+    def resume_state(self, key: str) -> bytes | None:
+        fit = self.meta.get("fit")
+        if fit and fit.get("key") == key and self.state:
+            self.job.log(f"resuming {key} from epoch {fit.get('epoch')}")
+            return self.state
+        return None
+
+
+def _parent_dir(job: JobContext, parent_id: int, dest: Path) -> Path:
+    """A parent run's files laid out as the engine wrote them (for warm starts)."""
+    with job.platform.store.read() as s:
+        rows = list(s.scalars(select(RunArtifact).where(RunArtifact.run_id == parent_id)))
+    for row in rows:
+        target = dest / row.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        materialize_to(job, row.digest, target)
+    return dest
+
+
+def materialize_to(job: JobContext, digest: str, target: Path) -> None:
+    with target.open("wb") as f:
+        for chunk in job.platform.artifacts.iter_chunks(digest):
+            f.write(chunk)
+
+
+def train(job: JobContext) -> dict[str, Any]:
+    run_id = int(job.payload["run_id"])
+    platform = job.platform
+    with platform.store.read() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            return {"skipped": "the run was deleted"}
+        task = s.get(Task, run.task_id)
+        assert task is not None
+        version = s.get(DatasetVersion, task.dataset_version_id)
+        assert version is not None
+    job.log(f"run {run_id}: {run.algorithm} on task {task.name} v{task.version}, seed {run.seed}")
+    spec = TaskSpec.model_validate(task.spec)
+    columns = [ColumnSchema.from_dict(c) for c in version.columns]
+    work = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=platform.settings.tmp_dir))
+    try:
+        data = materialize(platform.as_(), version.digest, work / "data.parquet")
+        frame = pq.read_table(data).to_pandas()
+        with platform.artifacts.open(task.splits_digest) as f:
+            splits = Splits.from_parquet(f)
+        parent = _parent_dir(job, run.parent_id, work / "parent") if run.parent_id else None
+        out = work / "out"
+        result = execute_run(
+            frame, columns, spec, splits, run.algorithm, dict(run.params), run.seed, out,
+            callbacks=JobCallbacks(job), parent_dir=parent, dataset_version=version.digest,
+        )  # fmt: skip
+        files = _store_files(job, out)
+        _record(job, run_id, result, files, read_curves(out))
+        return {"run_id": run_id, "score": result.score}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _store_files(job: JobContext, out: Path) -> list[tuple[str, str, int, str]]:
+    stored = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        name = path.relative_to(out).as_posix()
+        info = job.platform.artifacts.put_file(path)
+        media = MEDIA.get(path.suffix, "application/octet-stream")
+        stored.append((name, info.digest, info.size, media))
+    return stored
+
+
+def _record(
+    job: JobContext,
+    run_id: int,
+    result: RunResult,
+    files: list[tuple[str, str, int, str]],
+    curves: dict[str, dict[str, list[float]]],
+) -> None:
+    with job.finish({"run_id": run_id}) as s:
+        run = s.get(Run, run_id)
+        if run is None:  # deleted while training: nothing to record
+            return
+        run.state = "succeeded"
+        run.score = result.score
+        run.score_std = result.score_std
+        run.metrics = json.loads(json.dumps(result.metrics, default=str))
+        run.environment = result.environment
+        run.wall_time_s = result.wall_time_s
+        run.peak_rss_mb = result.peak_rss_mb
+        run.finished_at = datetime.now(UTC)
+        run.error = None
+        for name, digest, size, media in files:
+            s.add(RunArtifact(run_id=run_id, name=name, digest=digest, size_bytes=size,
+                              media_type=media))  # fmt: skip
+        for curve, series in curves.items():
+            for metric, values in series.items():
+                s.add_all(
+                    RunMetric(run_id=run_id, key=f"{curve}/{metric}", step=i + 1, value=v)
+                    for i, v in enumerate(values)
+                    if v is not None and v == v
+                )
+
+
+register_kind("run", train)
