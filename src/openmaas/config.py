@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     worker_memory_mb: int | None = Field(
         default=None,
         description="Per-job memory limit in MB (memory private to the job's processes); "
-        "a job over it fails cleanly. Default: 80% of the machine's memory / concurrency.",
+        "a job over it fails cleanly. 0: no limit. Default: 80% of the machine's memory "
+        "/ concurrency.",
     )
     worker_threads: int = Field(
         default=1, description="CPU threads per job (OpenMP, BLAS, torch, LightGBM)."

@@ -131,6 +131,7 @@ class Case:
             "project_id": s.project_id,
             "dataset_id": s.dataset_id,
             "task_id": s.task_id,
+            "run_id": s.run_id,
             "org": ORG,
             "version": "1",
         }
@@ -202,6 +203,10 @@ def fresh_task_to_rebase(case: Case) -> int:
     task_id = w.new_task(project_id, dataset_id)
     w.ok("owner", "POST", f"/datasets/{dataset_id}/versions", **UPLOAD_MORE)
     return task_id
+
+
+def fresh_run(case: Case) -> int:
+    return case.world.new_run(case.space.task_id)
 
 
 def fresh_org(case: Case) -> str:
@@ -334,4 +339,15 @@ EXPECTATIONS: dict[tuple[str, str], Rule] = {
         CREATE, 201, path={"task_id": fresh_task_to_rebase}, json={}
     ),
     ("GET", "/tasks/{task_id}/splits"): Rule(READ),
+    # Runs: creating one is a contribution; cancelling or deleting another's needs a maintainer.
+    ("POST", "/tasks/{task_id}/runs"): Rule(CREATE, 201, json={"algorithm": "linear"}),
+    ("GET", "/runs"): Rule(ANYONE),
+    ("GET", "/runs/{run_id}"): Rule(READ),
+    ("POST", "/runs/{run_id}/cancel"): Rule(EDIT_OTHERS, path={"run_id": fresh_run}),
+    ("DELETE", "/runs/{run_id}"): Rule(EDIT_OTHERS, 204, path={"run_id": fresh_run}),
+    ("GET", "/runs/{run_id}/logs"): Rule(READ),
+    ("GET", "/runs/{run_id}/metrics"): Rule(READ),
+    ("GET", "/runs/{run_id}/artifacts"): Rule(READ),
+    ("GET", "/runs/{run_id}/artifacts/{name}"): Rule(READ, path={"name": "result.json"}),
+    ("GET", "/tasks/{task_id}/leaderboard"): Rule(READ),
 }

@@ -10,6 +10,7 @@ must show a caller exactly what the single-resource routes let them read.
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ def _api_routes(tmp_path: Path) -> list[tuple[str, str, APIRoute]]:
     else:
         flat = [(c.path, c.original_route) for c in iter_route_contexts(app.routes)]
     return [
-        (method, path, route)
+        (method, re.sub(r"\{(\w+):\w+\}", r"{\1}", path), route)  # {name:path} -> {name}
         for path, route in flat
         if isinstance(route, APIRoute)
         for method in route.methods
@@ -162,6 +163,16 @@ def check_tasks(world: World, role: str) -> None:
         assert bool(tasks) is readable, f"{role} filtering by the {visibility} dataset"
 
 
+def check_runs(world: World, role: str) -> None:
+    _check_scoped(world, role, "/runs", "run")
+
+
+def check_algorithms(world: World, role: str) -> None:
+    r = world.call(role, "GET", "/algorithms")
+    assert r.status_code == 200
+    assert r.json() == world.ok("admin", "GET", "/algorithms")  # public, the same for all
+
+
 def check_orgs(world: World, role: str) -> None:
     names = {o["name"] for o in _page(world, role, "/orgs")}
     if role == "anonymous":
@@ -195,6 +206,8 @@ LIST_CHECKS: dict[str, Callable[[World, str], None]] = {
     "/projects": check_projects,
     "/datasets": check_datasets,
     "/tasks": check_tasks,
+    "/runs": check_runs,
+    "/algorithms": check_algorithms,
     "/orgs": check_orgs,
     "/users": check_users,
     "/tokens": check_tokens,

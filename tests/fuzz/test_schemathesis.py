@@ -70,6 +70,8 @@ DESTRUCTIVE = {
     "DELETE /api/v1/datasets/{dataset_id}",
     "DELETE /api/v1/tasks/{task_id}",
     "DELETE /api/v1/tokens/{token_id}",
+    "DELETE /api/v1/runs/{run_id}",
+    "POST /api/v1/runs/{run_id}/cancel",
 }
 
 
@@ -107,6 +109,8 @@ def _seeds(world: World) -> Seeds:
             "project_id": [s.project_id for s in spaces],
             "dataset_id": [s.dataset_id for s in spaces],
             "task_id": [s.task_id for s in spaces],
+            "run_id": [s.run_id for s in spaces],
+            "name": ["result.json", "predictions.parquet", "linear"],
             "org": [ORG],
             "username": ["owner", "viewer"],
             "version": ["1", "latest"],
@@ -119,6 +123,12 @@ def _seeds(world: World) -> Seeds:
                 "username": [world.service_account]
             },
             "DELETE /api/v1/projects/{project_id}": {"project_id": doomed_projects},
+            "DELETE /api/v1/runs/{run_id}": {
+                "run_id": several(lambda: world.new_run(world.spaces["private"].task_id))
+            },
+            "POST /api/v1/runs/{run_id}/cancel": {
+                "run_id": several(lambda: world.new_run(world.spaces["private"].task_id))
+            },
             "POST /api/v1/projects/{project_id}/transfer": {
                 "project_id": several(lambda: world.new_project("public"))
             },

@@ -207,3 +207,15 @@ def test_a_tiny_job_starts_fast(platform: Platform, executor: LocalExecutor) -> 
         f"done and recorded in {sorted(totals)[2] * 1000:.0f} ms"
     )
     assert best < 0.5
+
+
+def test_concurrency_runs_attempts_side_by_side(
+    platform: Platform, make_worker: Callable[..., Worker]
+) -> None:
+    ids = [add_job(platform, "test.sleep", {"seconds": 0.4}) for _ in range(2)]
+    assert make_worker(concurrency=2).run_until_idle() == 2
+    rows = [job(platform, i) for i in ids]
+    assert all(r.state == SUCCEEDED for r in rows)
+    starts = [r.started_at for r in rows if r.started_at is not None]
+    ends = [r.finished_at for r in rows if r.finished_at is not None]
+    assert max(starts) < min(ends)  # both ran at once

@@ -121,10 +121,12 @@ class Worker:
                 f"of lease_s ({self.lease_s:g})"
             )
         if memory_limit_mb is None:
+            memory_limit_mb = s.worker_memory_mb
+        if memory_limit_mb is None:
             from openmaas.jobs.executors.local import default_memory_limit_mb
 
-            memory_limit_mb = s.worker_memory_mb or default_memory_limit_mb(self.concurrency)
-        self.memory_limit_mb = memory_limit_mb or None
+            memory_limit_mb = default_memory_limit_mb(self.concurrency)
+        self.memory_limit_mb = memory_limit_mb or None  # 0: no limit
         if executor is None:
             from openmaas.jobs.executors.local import LocalExecutor
 

@@ -73,6 +73,7 @@ class Space:
     project_id: int
     dataset_id: int
     task_id: int
+    run_id: int  # trained by a worker when the world is built with running_world
 
 
 @dataclass
@@ -128,6 +129,11 @@ class World:
         body = {"name": name or self.unique("task"), "dataset_id": dataset_id, "spec": TASK_SPEC}
         return int(self.ok(role, "POST", f"/projects/{project_id}/tasks", json=body)["id"])
 
+    def new_run(self, task_id: int, *, role: str = "owner") -> int:
+        """A queued run (nothing trains it unless a worker runs)."""
+        body = {"algorithm": "linear"}
+        return int(self.ok(role, "POST", f"/tasks/{task_id}/runs", json=body)["id"])
+
     def new_org(self) -> str:
         """An organisation owned by ``owner`` with ``lab``'s other members and roles."""
         name = self.unique("org")
@@ -177,8 +183,16 @@ def build_world(http: httpx.Client, admin_token: str, admin_password: str) -> Wo
         project_id = world.new_project(visibility, name=visibility)
         dataset_id = world.new_dataset(project_id, name="people")
         task_id = world.new_task(project_id, dataset_id, name="people-holdout")
-        world.spaces[visibility] = Space(project_id, dataset_id, task_id)
+        run_id = world.new_run(task_id)
+        world.spaces[visibility] = Space(project_id, dataset_id, task_id, run_id)
     return world
+
+
+def _train_queued_runs(platform: Platform) -> None:
+    import openmaas.jobs.handlers.run  # noqa: F401  (registers the "run" job kind)
+    from openmaas.jobs.worker import Worker
+
+    Worker(platform, kinds=["run"], concurrency=1, poll_interval=0.05).run_until_idle(timeout=120)
 
 
 @contextlib.contextmanager
@@ -194,6 +208,8 @@ def running_world(settings: Settings) -> Iterator[tuple[FastAPI, World]]:
         if boot.token is None:
             raise WorldError("the database already has an admin: give an empty one")
         with TestClient(app, raise_server_exceptions=False) as http:
-            yield app, build_world(http, boot.token, ADMIN_PASSWORD)
+            world = build_world(http, boot.token, ADMIN_PASSWORD)
+            _train_queued_runs(platform)
+            yield app, world
     finally:
         platform.store.dispose()

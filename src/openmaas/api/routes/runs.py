@@ -74,12 +74,14 @@ def run_logs(
     return [schemas.LogOut.model_validate(x) for x in runs.logs(ctx, run_id, after_id, limit)]
 
 
-@router.get("/runs/{run_id}/metrics")
+@router.get("/runs/{run_id}/metrics", response_model=dict[str, list[list[float]]])
 def run_metrics(
     run_id: DbId, ctx: CtxDep, key: Annotated[str | None, Query(max_length=128)] = None
-) -> dict[str, list[tuple[int, float]]]:
+) -> dict[str, list[list[float]]]:
     """Learning curves and logged metrics: ``{key: [[step, value], ...]}``."""
-    return runs.metrics(ctx, run_id, key)
+    return {
+        k: [[step, value] for step, value in v] for k, v in runs.metrics(ctx, run_id, key).items()
+    }
 
 
 @router.get("/runs/{run_id}/artifacts", response_model=list[schemas.ArtifactOut])
@@ -90,7 +92,18 @@ def list_artifacts(run_id: DbId, ctx: CtxDep) -> list[schemas.ArtifactOut]:
 @router.get(
     "/runs/{run_id}/artifacts/{name:path}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/vnd.apache.parquet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+                "text/plain": {"schema": {"type": "string"}},
+                "application/json": {"schema": {}},
+            }
+        }
+    },
 )
 def download_artifact(run_id: DbId, name: str, ctx: CtxDep) -> StreamingResponse:
     """One file of the run, e.g. ``predictions.parquet`` or ``models/final/model.txt``."""
