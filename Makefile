@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-up: install  ## start the platform on http://127.0.0.1:8000 with the demo project
+up: install  ## start the platform on http://127.0.0.1:8000 (two workers) with the demo project
 	$(BIN)/openmaas db upgrade
 	$(BIN)/openmaas admin bootstrap
 	$(BIN)/openmaas demo load
+	@echo "starting two workers and the API server on http://127.0.0.1:8000 (Ctrl+C stops all)"
+	@trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/openmaas worker & \
+	$(BIN)/openmaas worker & \
 	$(BIN)/openmaas server --host 127.0.0.1 --port 8000
 
 lint: install

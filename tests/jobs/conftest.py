@@ -126,6 +126,7 @@ class WorkerProcesses:
             worker_id,
             "--module",
             "openmaas.testing.jobs",
+            "--no-builtin-kinds",
             "--lease-s",
             str(LEASE_S),
             "--heartbeat-s",

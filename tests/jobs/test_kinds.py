@@ -34,6 +34,11 @@ def test_unknown_kinds_name_the_known_ones() -> None:
 
 
 def test_load_modules_imports_kind_modules() -> None:
-    kinds.load_modules(["openmaas.testing.jobs"])
+    kinds.load_modules(["openmaas.testing.jobs"], builtin=False)
     with pytest.raises(ModuleNotFoundError, match="no_such_module"):
-        kinds.load_modules(["no_such_module"])
+        kinds.load_modules(["no_such_module"], builtin=False)
+
+
+def test_the_platform_kinds_are_importable() -> None:
+    kinds.load_modules()
+    assert "run" in kinds.known_kinds()

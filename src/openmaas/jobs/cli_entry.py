@@ -22,12 +22,14 @@ def run_worker(
     poll_interval: float | None = None,
     preload: Sequence[str] | None = None,
     drain_s: float = 0.0,
+    builtin_kinds: bool = True,
 ) -> int:
     """Serve jobs until ``SIGTERM``/``SIGINT``; returns the process exit code (0).
 
-    ``modules`` register extra job kinds (and are preloaded into the
-    forkserver); ``kinds`` restricts the worker to some of the registered
-    ones. Unset options come from ``settings`` (``OPENMAAS_WORKER_*``). The
+    ``modules`` register extra job kinds, besides the platform's own
+    (``kinds.KIND_MODULES``, unless ``builtin_kinds`` is false); all are
+    preloaded into the forkserver. ``kinds`` restricts the worker to some of
+    the registered ones. Unset options come from ``settings`` (``OPENMAAS_WORKER_*``). The
     database schema must be current (``openmaas db upgrade``).
     """
     from openmaas.domain.context import Platform
@@ -36,9 +38,9 @@ def run_worker(
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    load_modules(modules)
+    load_modules(modules, builtin=builtin_kinds)
     base = settings.worker_preload if preload is None else preload
-    preload = [*base, *KIND_MODULES, *modules]
+    preload = [*base, *(KIND_MODULES if builtin_kinds else ()), *modules]
     platform = Platform(settings)
     worker = Worker(
         platform,

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[["JobContext"], "dict[str, Any] | None"]
 
-#: Modules every worker imports to register the platform's own job kinds.
-KIND_MODULES: tuple[str, ...] = ()
+#: Modules a worker imports to register the platform's own job kinds.
+KIND_MODULES: tuple[str, ...] = ("openmaas.jobs.handlers.run",)
 
 _KINDS: dict[str, str] = {}
 
@@ -90,7 +90,7 @@ def resolve(ref: str) -> Handler:
     return obj  # type: ignore[no-any-return]
 
 
-def load_modules(modules: Iterable[str] = ()) -> None:
-    """Import ``KIND_MODULES`` and ``modules`` so the kinds they define are registered."""
-    for module in (*KIND_MODULES, *modules):
+def load_modules(modules: Iterable[str] = (), *, builtin: bool = True) -> None:
+    """Import ``modules`` (and ``KIND_MODULES`` if ``builtin``) so their kinds are registered."""
+    for module in (*(KIND_MODULES if builtin else ()), *modules):
         importlib.import_module(module)

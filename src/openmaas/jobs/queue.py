@@ -26,6 +26,7 @@ Fencing rules
       first wins. Checkpoint columns are kept: the next attempt resumes.
     * Logs of stale attempts are dropped (``log`` returns ``False``): what a
       superseded attempt printed would read as the live attempt's output.
+    * ``owns`` asks the same fence question with a read (no write lock).
 
 Times are the writing process's UTC clock; keep hosts' clocks (NTP) within a
 small fraction of the lease.

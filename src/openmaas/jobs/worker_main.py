@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float)
     parser.add_argument("--preload", type=_list, help="comma-separated forkserver preloads")
     parser.add_argument("--drain-s", type=float, default=0.0)
+    parser.add_argument(
+        "--no-builtin-kinds", action="store_true", help="skip the platform's own job kinds"
+    )
     args = parser.parse_args(argv)
 
     from openmaas.config import Settings
@@ -43,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         poll_interval=args.poll_interval,
         preload=args.preload,
         drain_s=args.drain_s,
+        builtin_kinds=not args.no_builtin_kinds,
     )
 
 
