@@ -320,9 +320,10 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
+        # Leaderboard pages: ranked by score, optionally within one algorithm or contributor.
         Index("ix_runs_leaderboard", "task_id", "state", "score"),
-        Index("ix_runs_task_algorithm", "task_id", "algorithm"),
-        Index("ix_runs_task_creator", "task_id", "created_by"),
+        Index("ix_runs_leaderboard_algorithm", "task_id", "state", "algorithm", "score"),
+        Index("ix_runs_leaderboard_creator", "task_id", "state", "created_by", "score"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

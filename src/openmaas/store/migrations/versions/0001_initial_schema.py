@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 00:05:26.496786
+Create Date: 2026-11-24 00:45:36.945991
 
 """
 
@@ -502,8 +502,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.create_index("ix_runs_leaderboard", ["task_id", "state", "score"], unique=False)
-        batch_op.create_index("ix_runs_task_algorithm", ["task_id", "algorithm"], unique=False)
-        batch_op.create_index("ix_runs_task_creator", ["task_id", "created_by"], unique=False)
+        batch_op.create_index(
+            "ix_runs_leaderboard_algorithm",
+            ["task_id", "state", "algorithm", "score"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_runs_leaderboard_creator", ["task_id", "state", "created_by", "score"], unique=False
+        )
 
     op.create_table(
         "run_artifacts",
@@ -550,8 +556,8 @@ def downgrade() -> None:
     op.drop_table("run_metrics")
     op.drop_table("run_artifacts")
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.drop_index("ix_runs_task_creator")
-        batch_op.drop_index("ix_runs_task_algorithm")
+        batch_op.drop_index("ix_runs_leaderboard_creator")
+        batch_op.drop_index("ix_runs_leaderboard_algorithm")
         batch_op.drop_index("ix_runs_leaderboard")
 
     op.drop_table("runs")
