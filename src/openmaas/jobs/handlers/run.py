@@ -57,12 +57,14 @@ class JobCallbacks(RunCallbacks):
         self.meta: dict[str, Any] = dict(resumed[1]) if resumed else {}
         self.state: bytes | None = resumed[0] if resumed else None
         self.meta.setdefault("folds", {})
-        self.last_epoch_logged: dict[str, int] = {}
+        self.meta.setdefault("epochs_trained", 0)  # over every attempt, as of the checkpoint
 
     def on_progress(self, event: dict[str, Any]) -> None:
         self.job.progress(event)
         kind = event.get("event")
-        if kind == "fold_done":
+        if kind == "epoch":
+            self.meta["epochs_trained"] += 1
+        elif kind == "fold_done":
             metrics = event.get("metrics") or {}
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
             self.job.log(f"fold {event.get('fold')} of {event.get('folds')} done: {shown}")
@@ -138,13 +140,20 @@ def train(job: JobContext) -> dict[str, Any]:
             splits = Splits.from_parquet(f)
         parent = _parent_dir(job, run.parent_id, work / "parent") if run.parent_id else None
         out = work / "out"
+        callbacks = JobCallbacks(job)
         result = execute_run(
             frame, columns, spec, splits, run.algorithm, dict(run.params), run.seed, out,
-            callbacks=JobCallbacks(job), parent_dir=parent, dataset_version=version.digest,
+            callbacks=callbacks, parent_dir=parent, dataset_version=version.digest,
         )  # fmt: skip
         files = _store_files(job, out)
-        _record(job, run_id, result, files, read_curves(out))
-        return {"run_id": run_id, "score": result.score}
+        summary = {
+            "run_id": run_id,
+            "score": result.score,
+            "epochs_trained": callbacks.meta["epochs_trained"],
+            "resumed_folds": result.resumed_folds,
+        }
+        _record(job, run_id, result, files, read_curves(out), summary)
+        return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -165,8 +174,9 @@ def _record(
     result: RunResult,
     files: list[tuple[str, str, int, str]],
     curves: dict[str, dict[str, list[float]]],
+    summary: dict[str, Any],
 ) -> None:
-    with job.finish({"run_id": run_id}) as s:
+    with job.finish(summary) as s:
         run = s.get(Run, run_id)
         if run is None:  # deleted while training: nothing to record
             return
