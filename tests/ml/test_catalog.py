@@ -130,7 +130,10 @@ def test_unsupported_task_type() -> None:
 
 
 def test_list_algorithms_by_task_type(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_LAZY", {})  # leave torch out
+    # Leave torch out, whether or not an earlier test already loaded its algorithms.
+    monkeypatch.setattr(registry, "_LAZY", {})
+    kept = {k: v for k, v in registry._CLASSES.items() if k not in TORCH_ALGORITHMS}
+    monkeypatch.setattr(registry, "_CLASSES", kept)
     names = [c.name for c in list_algorithms("multitarget")]
     assert names == ["bagging", "extra_trees", "linear", "random_forest"]
     assert [c.name for c in list_algorithms()] == sorted(TEST_PARAMS)

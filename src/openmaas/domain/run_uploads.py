@@ -153,8 +153,11 @@ def _check_metrics(items: Sequence[Mapping[str, Any]]) -> list[tuple[str, float,
                 f"metric {i}: the key must be 1 to 128 printable characters",
                 details={"field": f"metrics[{i}].key"},
             )
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not math.isfinite(value):
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
             raise InvalidInput(
                 f"metric {key!r}: the value must be a finite number, got {value!r}",
                 details={"field": f"metrics[{i}].value"},
@@ -371,8 +374,10 @@ def log_artifact(ctx: Ctx, run_id: int, name: str, file: Src) -> RunArtifact:
     with ctx.store.write() as s:
         run = _running(ctx, s, run_id, lock=True)
         row = _set_artifact(s, run.id, name, blob, media[:100])
-        audit.record(s, ctx.principal, "run.log_artifact", "run", run.id,
-                     project_id=run.project_id, details={"name": name, "size": blob.size})  # fmt: skip
+        audit.record(
+            s, ctx.principal, "run.log_artifact", "run", run.id, project_id=run.project_id,
+            details={"name": name, "size": blob.size},
+        )  # fmt: skip
     return row
 
 
