@@ -109,6 +109,16 @@ def seed(home: Path, database_url: str | None, n_runs: int) -> tuple[str, int]:
     if batch:
         with platform.store.write() as s:
             s.execute(insert(Run), batch)
+    # What autovacuum / a periodic ANALYZE would have done after a bulk load: fresh statistics
+    # (and, on PostgreSQL, a visibility map for index-only counts).
+    if platform.store.dialect == "postgresql":
+        with platform.store.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                text("VACUUM ANALYZE runs")
+            )
+    else:
+        with platform.store.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
     platform.store.dispose()
     assert boot.token is not None
     return boot.token, task.id

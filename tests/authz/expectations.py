@@ -209,6 +209,22 @@ def fresh_run(case: Case) -> int:
     return case.world.new_run(case.space.task_id)
 
 
+def fresh_logged_run(case: Case) -> int:
+    """A running logged run the owner started (logging to it, or ending it, changes it)."""
+    return case.world.new_logged_run(case.space.task_id)
+
+
+_PREDICTIONS: dict[tuple[int, int], bytes] = {}
+
+
+def predictions_csv(case: Case) -> bytes:
+    """A valid predictions upload for the space's task (made once per world and task)."""
+    key = (id(case.world), case.space.task_id)
+    if key not in _PREDICTIONS:
+        _PREDICTIONS[key] = case.world.predictions_csv(case.space.task_id)
+    return _PREDICTIONS[key]
+
+
 def fresh_org(case: Case) -> str:
     return case.world.new_org()
 
@@ -350,4 +366,34 @@ EXPECTATIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/runs/{run_id}/artifacts"): Rule(READ),
     ("GET", "/runs/{run_id}/artifacts/{name}"): Rule(READ, path={"name": "result.json"}),
     ("GET", "/tasks/{task_id}/leaderboard"): Rule(READ),
+    # External and logged runs: uploading predictions or starting a logged run is a
+    # contribution; logging to a run edits it (its creator's, so others need a maintainer).
+    ("POST", "/tasks/{task_id}/runs/external"): Rule(
+        CREATE, 201, params={"format": "csv"}, content=predictions_csv
+    ),
+    ("POST", "/tasks/{task_id}/runs/logged"): Rule(CREATE, 201, json={"name": "script"}),
+    ("POST", "/runs/{run_id}/params"): Rule(
+        EDIT_OTHERS, path={"run_id": fresh_logged_run}, json={"params": {"lr": 0.1}}
+    ),
+    ("POST", "/runs/{run_id}/metrics"): Rule(
+        EDIT_OTHERS,
+        204,
+        path={"run_id": fresh_logged_run},
+        json={"metrics": [{"key": "loss", "value": 0.5, "step": 1}]},
+    ),
+    ("PUT", "/runs/{run_id}/artifacts/{name}"): Rule(
+        EDIT_OTHERS,
+        201,
+        path={"run_id": fresh_logged_run, "name": "model/weights.bin"},
+        content=b"weights",
+    ),
+    ("POST", "/runs/{run_id}/predictions"): Rule(
+        EDIT_OTHERS,
+        path={"run_id": fresh_logged_run},
+        params={"format": "csv"},
+        content=predictions_csv,
+    ),
+    ("POST", "/runs/{run_id}/end"): Rule(
+        EDIT_OTHERS, path={"run_id": fresh_logged_run}, json={"state": "succeeded"}
+    ),
 }

@@ -72,6 +72,7 @@ DESTRUCTIVE = {
     "DELETE /api/v1/tokens/{token_id}",
     "DELETE /api/v1/runs/{run_id}",
     "POST /api/v1/runs/{run_id}/cancel",
+    "POST /api/v1/runs/{run_id}/end",
 }
 
 
@@ -104,6 +105,11 @@ def _seeds(world: World) -> Seeds:
         world.ok("owner", "PUT", f"{path}/members/bystander", json={"role": "viewer"})
         world.ok("owner", "PUT", f"{path}/grants/{GRANT_ORG}", json={"role": "viewer"})
     doomed_projects = several(lambda: world.new_project("private"))
+    private_task = world.spaces["private"].task_id
+
+    def logged() -> list[int]:
+        return several(lambda: world.new_logged_run(private_task))
+
     return Seeds(
         common={
             "project_id": [s.project_id for s in spaces],
@@ -147,6 +153,15 @@ def _seeds(world: World) -> Seeds:
             "DELETE /api/v1/tokens/{token_id}": {
                 "token_id": several(lambda: world.new_token("owner"))
             },
+            "POST /api/v1/tasks/{task_id}/runs/external": {"task_id": [private_task]},
+            "POST /api/v1/runs/{run_id}/params": {"run_id": logged()},
+            "POST /api/v1/runs/{run_id}/metrics": {"run_id": logged()},
+            "PUT /api/v1/runs/{run_id}/artifacts/{name}": {
+                "run_id": logged(),
+                "name": ["model.bin", "plots/loss.png"],
+            },
+            "POST /api/v1/runs/{run_id}/predictions": {"run_id": logged()},
+            "POST /api/v1/runs/{run_id}/end": {"run_id": logged()},
         },
     )
 
@@ -159,6 +174,11 @@ def _hints(world: World) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
     """Non-path values some operations need to succeed at all."""
     dataset_id = world.spaces["private"].dataset_id
     csv = {"media_type": "text/csv", "body": CSV.encode()}
+    predictions = {
+        "query": {"format": "csv"},
+        "media_type": "text/csv",
+        "body": world.predictions_csv(world.spaces["private"].task_id),
+    }
     return {
         "POST /api/v1/auth/login": st.just({"body": {"username": "viewer", "password": PASSWORD}}),
         "POST /api/v1/auth/password": st.just(
@@ -177,6 +197,16 @@ def _hints(world: World) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
         "POST /api/v1/projects/{project_id}/tasks": _names("t").map(
             lambda n: {"body": {"name": n, "dataset_id": dataset_id, "spec": TASK_SPEC}}
         ),
+        "POST /api/v1/tasks/{task_id}/runs/external": st.just(predictions),
+        "POST /api/v1/runs/{run_id}/predictions": st.just(predictions),
+        "PUT /api/v1/runs/{run_id}/artifacts/{name}": st.just(
+            {"media_type": "application/octet-stream", "body": b"weights"}
+        ),
+        "POST /api/v1/runs/{run_id}/params": st.just({"body": {"params": {"lr": 0.1}}}),
+        "POST /api/v1/runs/{run_id}/metrics": st.just(
+            {"body": {"metrics": [{"key": "loss", "value": 0.5, "step": 1}]}}
+        ),
+        "POST /api/v1/runs/{run_id}/end": st.just({"body": {"state": "succeeded"}}),
     }
 
 

@@ -12,7 +12,16 @@ from fastapi.responses import Response
 from openmaas import __version__
 from openmaas.api import handlers, schemas
 from openmaas.api.metrics import ApiMetrics, MetricsMiddleware
-from openmaas.api.routes import algorithms, datasets, identity, orgs, projects, runs, tasks
+from openmaas.api.routes import (
+    algorithms,
+    datasets,
+    identity,
+    orgs,
+    projects,
+    run_uploads,
+    runs,
+    tasks,
+)
 from openmaas.config import Settings, get_settings
 from openmaas.domain.context import Platform
 
@@ -60,7 +69,7 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
     def health() -> schemas.Health:
         return schemas.Health(status="ok", version=__version__, database=platform.store.dialect)
 
-    for module in (identity, orgs, projects, datasets, tasks, algorithms, runs):
+    for module in (identity, orgs, projects, datasets, tasks, algorithms, runs, run_uploads):
         api.include_router(module.router)
     app.include_router(api)
 

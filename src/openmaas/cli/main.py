@@ -19,15 +19,18 @@ from typer.core import TyperGroup
 from openmaas import __version__
 from openmaas.cli import (
     admin,
+    algorithms,
     auth,
     credentials,
     datasets,
     orgs,
     output,
     projects,
+    runs,
     tasks,
     tokens,
     users,
+    worker,
 )
 from openmaas.cli.session import Session
 from openmaas.client import Client
@@ -153,4 +156,9 @@ app.add_typer(orgs.app, name="org", rich_help_panel="Collaboration")
 app.add_typer(projects.app, name="project", rich_help_panel="Collaboration")
 app.add_typer(datasets.app, name="dataset", rich_help_panel="Data and tasks")
 app.add_typer(tasks.app, name="task", rich_help_panel="Data and tasks")
-admin.register(app, panel="Server administration (local, no server needed)")
+app.add_typer(algorithms.app, name="algo", rich_help_panel="Training")
+app.add_typer(runs.app, name="run", rich_help_panel="Training")
+app.command("leaderboard", rich_help_panel="Training")(runs.leaderboard)
+LOCAL_PANEL = "Server administration (local, no server needed)"
+admin.register(app, panel=LOCAL_PANEL)
+app.command("worker", rich_help_panel=LOCAL_PANEL)(worker.worker)

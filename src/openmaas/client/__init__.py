@@ -4,6 +4,7 @@
     client = openmaas.Client("http://127.0.0.1:8000", token="om_...")
     ds = client.datasets.upload("demo/public", "iris.csv", name="iris", target="species")
     df = client.datasets.to_pandas(ds.id)
+    run = client.runs.create(task_id, "lightgbm", {"n_estimators": 200}).wait()
 
 Everything the REST API offers is here; errors are the classes of
 ``openmaas.errors`` (``NotFound``, ``PermissionDenied`` ...).
@@ -16,7 +17,18 @@ from typing import Any
 import httpx
 
 from openmaas.client._http import Http
-from openmaas.client.models import Dataset, DatasetVersion, Page, Project, Record, Task
+from openmaas.client.models import (
+    Algorithm,
+    Dataset,
+    DatasetVersion,
+    Leaderboard,
+    LeaderboardEntry,
+    Page,
+    Project,
+    Record,
+    Run,
+    Task,
+)
 from openmaas.client.resources import (
     Datasets,
     Orgs,
@@ -25,6 +37,7 @@ from openmaas.client.resources import (
     Tokens,
     Users,
 )
+from openmaas.client.runs import Algorithms, RunFailed, Runs
 
 
 class Client:
@@ -45,6 +58,8 @@ class Client:
         self.tasks = Tasks(self._http, self.projects, self.datasets)
         self.tokens = Tokens(self._http)
         self.users = Users(self._http)
+        self.algorithms = Algorithms(self._http)
+        self.runs = Runs(self._http, self.projects)
 
     @property
     def token(self) -> str | None:
@@ -75,4 +90,17 @@ class Client:
         self.close()
 
 
-__all__ = ["Client", "Dataset", "DatasetVersion", "Page", "Project", "Record", "Task"]
+__all__ = [
+    "Algorithm",
+    "Client",
+    "Dataset",
+    "DatasetVersion",
+    "Leaderboard",
+    "LeaderboardEntry",
+    "Page",
+    "Project",
+    "Record",
+    "Run",
+    "RunFailed",
+    "Task",
+]

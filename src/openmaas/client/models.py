@@ -7,9 +7,21 @@ server field never breaks an older SDK.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from openmaas.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from openmaas.client._http import Http, Progress
+    from openmaas.client.runs import Runs
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class Record:
@@ -19,8 +31,8 @@ class Record:
         self._data = data
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self._data[name]
+        try:  # through __dict__: copy and pickle ask before _data is set
+            return self.__dict__["_data"][name]
         except KeyError:
             raise AttributeError(name) from None
 
@@ -72,6 +84,16 @@ class Task(Record):
     dataset_id: int
     dataset_version: int
     spec: dict[str, Any]
+    _http: Http | None = None  # the connection that fetched it, for evaluate()
+
+    def evaluate(self, estimator: Any, *, name: str = "", description: str = "") -> Run:
+        """Fit ``estimator`` on each outer fold here and upload its test predictions as an
+        external run, scored by the server (see :mod:`openmaas.client.tracking`)."""
+        from openmaas.client.tracking import evaluate_with
+
+        if self._http is None:
+            raise InvalidInput("fetch the task with client.tasks.get(...) to evaluate on it")
+        return evaluate_with(self._http, self, estimator, name=name, description=description)
 
 
 R = TypeVar("R", bound=Record)
@@ -98,3 +120,142 @@ class Page(Generic[R]):
             limit=data["limit"],
             offset=data["offset"],
         )
+
+
+class Algorithm(Record):
+    """A catalog algorithm; ``hyperparameters`` are JSON-schema-like dicts (name, type, ...)."""
+
+    name: str
+    description: str
+    task_types: list[str]
+    iterative: bool
+    warm_start: bool
+    hyperparameters: list[dict[str, Any]]
+
+
+class LeaderboardEntry(Record):
+    rank: int
+    run_id: int
+    score: float | None
+    score_std: float | None
+    algorithm: str
+    params: dict[str, Any]
+    kind: str
+    contributor: str
+    organisations: list[str]
+    wall_time_s: float | None
+
+
+@dataclass(frozen=True)
+class Leaderboard(Page[LeaderboardEntry]):
+    """A page of a task's ranking, best first, and what it is ranked by."""
+
+    task_id: int
+    metric: str
+    direction: str  # "maximize" or "minimize"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Leaderboard:
+        return cls(
+            items=[LeaderboardEntry(x) for x in data["items"]],
+            total=data["total"],
+            limit=data["limit"],
+            offset=data["offset"],
+            task_id=data["task_id"],
+            metric=data["metric"],
+            direction=data["direction"],
+        )
+
+
+class Run(Record):
+    """A run on a task: a snapshot of its fields, bound to the client that fetched it.
+
+    ``refresh()`` and ``wait()`` update the snapshot in place; the other methods
+    ask the server about this run (see :class:`openmaas.client.runs.Runs`)::
+
+        run = client.runs.create(task, "lightgbm", {"n_estimators": 200}).wait()
+        run.score, run.metrics["roc_auc"]["std"], run.predictions()
+    """
+
+    id: int
+    task_id: int
+    kind: str
+    name: str
+    algorithm: str
+    params: dict[str, Any]
+    seed: int
+    state: str  # queued, running, succeeded, failed, cancelled
+    metric: str
+    score: float | None
+    score_std: float | None
+    metrics: dict[str, Any]  # {metric: {"mean", "std", "folds"}}
+    progress: dict[str, Any]  # the latest event while running
+    error: str | None
+    contributor: str
+
+    def __init__(self, data: dict[str, Any], runs: Runs | None = None) -> None:
+        super().__init__(data)
+        self._runs = runs
+
+    def __repr__(self) -> str:
+        d = self._data
+        fields = ", ".join(f"{k}={d.get(k)!r}" for k in ("id", "algorithm", "state"))
+        return f"Run({fields})"
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended (succeeded, failed or cancelled)."""
+        return self._data.get("state") in TERMINAL_STATES
+
+    def _client(self) -> Runs:
+        if self._runs is None:
+            raise RuntimeError("this Run is not bound to a client: get it with client.runs.get(id)")
+        return self._runs
+
+    def _update(self, other: Run) -> Run:
+        self._data = other._data
+        return self
+
+    def refresh(self) -> Run:
+        """Fetch the run's current fields."""
+        return self._update(self._client().get(self.id))
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        on_progress: Callable[[Run], None] | None = None,
+        *,
+        raise_on_failure: bool = True,
+    ) -> Run:
+        """Poll until the run ends; see :meth:`Runs.wait`."""
+        run = self._client().wait(
+            self, timeout, poll, on_progress, raise_on_failure=raise_on_failure
+        )
+        return self._update(run)
+
+    def logs(self, after_id: int = 0, limit: int = 1000) -> list[Record]:
+        return self._client().logs(self, after_id, limit)
+
+    def follow_logs(self, poll: float = 1.0) -> Iterator[Record]:
+        return self._client().follow_logs(self, poll)
+
+    def history(self, key: str | None = None) -> dict[str, list[tuple[int, float]]]:
+        return self._client().history(self, key)
+
+    def artifacts(self) -> list[Record]:
+        return self._client().artifacts(self)
+
+    def download_artifact(
+        self, name: str, dest: str | os.PathLike[str], progress: Progress | None = None
+    ) -> Path:
+        return self._client().download_artifact(self, name, dest, progress)
+
+    def predictions(self) -> pd.DataFrame:
+        return self._client().predictions(self)
+
+    def cancel(self) -> Run:
+        return self._update(self._client().cancel(self))
+
+    def delete(self) -> None:
+        self._client().delete(self)

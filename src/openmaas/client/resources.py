@@ -396,8 +396,8 @@ class Tasks:
             "licence": licence,
             "citation": citation,
         }
-        return Task(
-            self._http.post(f"/projects/{self._projects.resolve(project)}/tasks", json=body)
+        return self._bind(
+            Task(self._http.post(f"/projects/{self._projects.resolve(project)}/tasks", json=body))
         )
 
     def list(
@@ -421,13 +421,20 @@ class Tasks:
             limit=limit,
             offset=offset,
         )
-        return Page.of(data, Task)
+        page = Page.of(data, Task)
+        for task in page:
+            self._bind(task)
+        return page
+
+    def _bind(self, task: Task) -> Task:
+        task._http = self._http  # for task.evaluate(estimator)
+        return task
 
     def get(self, task: TaskRef) -> Task:
-        return Task(self._http.get(f"/tasks/{_id(task)}"))
+        return self._bind(Task(self._http.get(f"/tasks/{_id(task)}")))
 
     def update(self, task: TaskRef, **fields: Any) -> Task:
-        return Task(self._http.patch(f"/tasks/{_id(task)}", json=fields))
+        return self._bind(Task(self._http.patch(f"/tasks/{_id(task)}", json=fields)))
 
     def delete(self, task: TaskRef) -> None:
         self._http.delete(f"/tasks/{_id(task)}")
@@ -435,7 +442,7 @@ class Tasks:
     def rebase(self, task: TaskRef, dataset_version: int | str = "latest") -> Task:
         """A new version of the task on a newer dataset version; old rows keep their folds."""
         body = {"dataset_version": dataset_version}
-        return Task(self._http.post(f"/tasks/{_id(task)}/rebase", json=body))
+        return self._bind(Task(self._http.post(f"/tasks/{_id(task)}/rebase", json=body)))
 
     def splits(self, task: TaskRef) -> pd.DataFrame:
         """The stored fold of every row: ``row``, ``outer``, ``inner_0`` ... (-1: none)."""

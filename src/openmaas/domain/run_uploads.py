@@ -83,13 +83,15 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def _check_text(value: str, field: str, limit: int, *, empty: bool = True) -> str:
+def _check_text(
+    value: str, field: str, limit: int, *, empty: bool = True, lines: bool = False
+) -> str:
+    """At most ``limit`` printable characters (and line breaks and tabs if ``lines``)."""
     if not isinstance(value, str) or len(value) > limit or (not empty and not value):
-        what = "1" if not empty else "0"
         raise InvalidInput(
-            f"{field} must be {what} to {limit} characters", details={"field": field}
+            f"{field} must be {0 if empty else 1} to {limit} characters", details={"field": field}
         )
-    if not value.isprintable():
+    if not all(c.isprintable() or (lines and c in "\n\r\t") for c in value):
         raise InvalidInput(f"{field} must be printable text", details={"field": field})
     return value
 
@@ -280,7 +282,7 @@ def submit_predictions(
     _check_format(fmt)
     _check_text(algorithm, "algorithm", 64, empty=False)
     _check_text(name, "name", 128)
-    _check_text(description.replace("\n", " "), "description", 10_000)
+    _check_text(description, "description", 10_000, lines=True)
     checked = _check_params(params or {})
     with ctx.store.read() as s:
         task = _task(ctx, s, task_id)
@@ -406,7 +408,7 @@ def end(ctx: Ctx, run_id: int, state: str = "succeeded", error: str | None = Non
             f"a logged run ends as succeeded or failed, not {state!r}", details={"field": "state"}
         )
     if error is not None:
-        _check_text(error.replace("\n", " "), "error", 10_000)
+        _check_text(error, "error", 10_000, lines=True)
     with ctx.store.write() as s:
         run = _running(ctx, s, run_id)
         ended = s.execute(

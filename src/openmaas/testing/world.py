@@ -23,7 +23,7 @@ import contextlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -32,6 +32,9 @@ from starlette.testclient import TestClient
 from openmaas.config import Settings
 from openmaas.domain.context import Platform
 from openmaas.domain.identity import bootstrap_admin
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 API = "/api/v1"
 ROLES = (
@@ -134,6 +137,30 @@ class World:
         body = {"algorithm": "linear"}
         return int(self.ok(role, "POST", f"/tasks/{task_id}/runs", json=body)["id"])
 
+    def new_logged_run(self, task_id: int, *, role: str = "owner") -> int:
+        """A running logged run, for ``role`` to log to."""
+        return int(self.ok(role, "POST", f"/tasks/{task_id}/runs/logged", json={})["id"])
+
+    def predictions_csv(self, task_id: int) -> bytes:
+        """A valid predictions upload (CSV) for a task: every test row, mostly right."""
+        import io
+
+        import pandas as pd
+
+        task = self.ok("owner", "GET", f"/tasks/{task_id}")
+        tables = []
+        for path in (
+            f"/datasets/{task['dataset_id']}/versions/{task['dataset_version']}/download",
+            f"/tasks/{task_id}/splits",
+        ):
+            r = self.call("owner", "GET", path)
+            if not r.is_success:
+                raise WorldError(f"GET {path}: {r.status_code} {r.text[:500]}")
+            tables.append(pd.read_parquet(io.BytesIO(r.content)))
+        target = task["spec"]["target_columns"][0]
+        frame = confident_predictions(tables[0], tables[1], target)
+        return frame.to_csv(index=False).encode()
+
     def new_org(self) -> str:
         """An organisation owned by ``owner`` with ``lab``'s other members and roles."""
         name = self.unique("org")
@@ -150,6 +177,26 @@ class World:
 
     def new_token(self, role: str) -> int:
         return int(self.ok(role, "POST", "/tokens", json={"name": self.unique("token")})["id"])
+
+
+def confident_predictions(
+    frame: pd.DataFrame, splits: pd.DataFrame, target: str, confidence: float = 0.8
+) -> pd.DataFrame:
+    """Predictions of a classification task's test rows (``splits``: the task's split
+    table): the true class, with probability ``confidence``, every 7th row wrong."""
+    import numpy as np
+    import pandas as pd
+
+    rows = np.sort(splits.loc[splits["outer"] >= 0, "row"].to_numpy())
+    truth = frame[target].to_numpy()
+    classes = np.unique(truth)
+    index = np.searchsorted(classes, truth[rows])
+    index[::7] = (index[::7] + 1) % len(classes)
+    out = pd.DataFrame({"row": rows, "prediction": classes[index]})
+    rest = (1 - confidence) / (len(classes) - 1)
+    for j, c in enumerate(classes):
+        out[f"proba_{c}"] = np.where(index == j, confidence, rest)
+    return out
 
 
 def build_world(http: httpx.Client, admin_token: str, admin_password: str) -> World:

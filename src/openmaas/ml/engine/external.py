@@ -110,13 +110,14 @@ def check_supported(task_type: str) -> None:
 
 
 def _ids(values: npt.ArrayLike) -> str:
-    shown = ", ".join(str(v) for v in np.asarray(values)[:SHOWN])
-    more = f" and {len(np.asarray(values)) - SHOWN} more" if len(np.asarray(values)) > SHOWN else ""
-    return shown + more
+    """The first few values, and how many more: ``3, 7, 9, 12, 15 and 38 more``."""
+    array = np.asarray(values)
+    more = f" and {array.size - SHOWN} more" if array.size > SHOWN else ""
+    return ", ".join(str(v) for v in array[:SHOWN]) + more
 
 
-def _lines(n: int) -> str:
-    return "1 line" if n == 1 else f"{n} lines"
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _integers(frame: pd.DataFrame, name: str, what: str) -> npt.NDArray[np.int64]:
@@ -124,11 +125,11 @@ def _integers(frame: pd.DataFrame, name: str, what: str) -> npt.NDArray[np.int64
     missing = int(column.isna().sum())
     if missing:
         raise InvalidInput(
-            f"column {name!r} has {missing} missing values", details={"column": name}
+            f"column {name!r} has {_n(missing, 'missing value')}", details={"column": name}
         )
     values = column.to_numpy()
-    if values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0):
-        values = values.astype(np.int64)
+    if values.dtype.kind == "f" and np.all((np.mod(values, 1) == 0) & (np.abs(values) < 2**62)):
+        values = values.astype(np.int64)  # integers read as floats (a CSV column with gaps)
     if values.dtype.kind not in "iu":
         raise InvalidInput(
             f"column {name!r} must hold integer {what}, got {column.dtype}",
@@ -144,8 +145,7 @@ def _fold_columns(lines: pd.DataFrame, splits: Splits) -> pd.DataFrame:
     bad = row[(row < 0) | (row >= n)]
     if bad.size:
         raise InvalidInput(
-            f"{_lines(bad.size)} name row ids out of range (the task has {n} rows, "
-            f"ids 0..{n - 1}): {_ids(bad)}",
+            f"row ids out of range (the task has {n} rows, ids 0..{n - 1}): {_ids(bad)}",
             details={"column": "row", "out_of_range": bad[:SHOWN].tolist()},
         )
     part = np.full(len(lines), "test", dtype=object)
@@ -164,7 +164,7 @@ def _fold_columns(lines: pd.DataFrame, splits: Splits) -> pd.DataFrame:
         raise InvalidInput("lines with part 'oof' need an outer_fold column")
     _check_test_rows(row[is_test], outer[is_test], splits, given)
     inner = _check_oof(row[~is_test], outer[~is_test], lines.loc[~is_test], splits)
-    out = lines.drop(columns=[c for c in FOLD_COLUMNS if c in lines])
+    out = lines.drop(columns=["row", *(c for c in FOLD_COLUMNS if c in lines)])
     out.insert(0, "row", row)
     out.insert(1, "outer_fold", outer.astype(np.int16))
     out.insert(2, "part", pd.Series(part, dtype="string"))
@@ -182,9 +182,9 @@ def _check_test_rows(
     never = row[true_outer < 0]
     if never.size:
         raise InvalidInput(
-            f"{_lines(never.size)} predict rows that are not test rows of this task (they "
-            f"are only ever trained on): {_ids(never)}; predict the test part of each outer "
-            "fold (the task's splits)",
+            f"predictions for rows that are not test rows of this task (only ever trained "
+            f"on): {_ids(never)}; predict the test part of each outer fold (see the task's "
+            "splits)",
             details={"column": "row", "not_test": never[:SHOWN].tolist()},
         )
     if given:
@@ -192,24 +192,24 @@ def _check_test_rows(
         if wrong.size:
             i = int(wrong[0])
             raise InvalidInput(
-                f"{_lines(wrong.size)} name the wrong outer fold: row {int(row[i])} is test "
-                f"in outer fold {int(true_outer[i])}, not {int(outer[i])}",
+                f"wrong outer_fold on {_n(wrong.size, 'test prediction')}: row {int(row[i])} "
+                f"is test in outer fold {int(true_outer[i])}, not {int(outer[i])}",
                 details={"column": "outer_fold", "row": int(row[i])},
             )
     values, counts = np.unique(row, return_counts=True)
     dup = values[counts > 1]
     if dup.size:
         raise InvalidInput(
-            f"{dup.size} row ids appear more than once among the test predictions: "
-            f"{_ids(dup)}; give one prediction per test row",
+            f"row ids given more than once among the test predictions: {_ids(dup)}; "
+            "give one prediction per test row",
             details={"column": "row", "duplicated": dup[:SHOWN].tolist()},
         )
     expected = np.flatnonzero(splits.outer >= 0)
     missing = np.setdiff1d(expected, values, assume_unique=True)
     if missing.size:
         raise InvalidInput(
-            f"{missing.size} of the task's {expected.size} test rows have no prediction: "
-            f"{_ids(missing)}",
+            f"no prediction for {missing.size} of the task's "
+            f"{_n(expected.size, 'test row')}: {_ids(missing)}",
             details={"column": "row", "missing": missing[:SHOWN].tolist()},
         )
 
@@ -230,8 +230,8 @@ def _check_oof(
     stray = row[inner < 0]
     if stray.size:
         raise InvalidInput(
-            f"{_lines(stray.size)} with part 'oof' predict rows no inner fold of their outer "
-            f"fold validates: {_ids(stray)}",
+            f"'oof' predictions for rows no inner fold of their outer fold validates: "
+            f"{_ids(stray)}",
             details={"column": "row", "not_validated": stray[:SHOWN].tolist()},
         )
     if "inner_fold" in lines:
@@ -240,8 +240,8 @@ def _check_oof(
         if wrong.size:
             i = int(wrong[0])
             raise InvalidInput(
-                f"{_lines(wrong.size)} name the wrong inner fold: row {int(row[i])} is "
-                f"validated by inner fold {int(inner[i])} of outer fold {int(outer[i])}, "
+                f"wrong inner_fold on {_n(wrong.size, 'oof prediction')}: row {int(row[i])} "
+                f"is validated by inner fold {int(inner[i])} of outer fold {int(outer[i])}, "
                 f"not {int(given[i])}",
                 details={"column": "inner_fold", "row": int(row[i])},
             )
@@ -249,8 +249,7 @@ def _check_oof(
     dup = pairs[0][1][pairs[1] > 1]
     if dup.size:
         raise InvalidInput(
-            f"{dup.size} rows have more than one 'oof' prediction in the same outer fold: "
-            f"{_ids(dup)}",
+            f"rows with more than one 'oof' prediction in the same outer fold: {_ids(dup)}",
             details={"column": "row", "duplicated": dup[:SHOWN].tolist()},
         )
     return inner.astype(np.int16)
@@ -357,7 +356,7 @@ def _labels(series: pd.Series, classes: np.ndarray) -> pd.Series:
     missing = series.isna().to_numpy()
     if missing.any():
         raise InvalidInput(
-            f"column {name!r} has {int(missing.sum())} missing values ({_first(missing)})",
+            f"column {name!r} has {_n(int(missing.sum()), 'missing value')} ({_first(missing)})",
             details={"column": name},
         )
     if series.isin(list(classes)).all():
@@ -369,7 +368,7 @@ def _labels(series: pd.Series, classes: np.ndarray) -> pd.Series:
         unknown = sorted(set(text[~known]))
         raise InvalidInput(
             f"column {name!r} holds labels that are not classes of the task: "
-            f"{', '.join(map(repr, unknown[:SHOWN]))} ({_lines(int((~known).sum()))}); "
+            f"{', '.join(map(repr, unknown[:SHOWN]))} (on {_n(int((~known).sum()), 'line')}); "
             f"the classes are {', '.join(show(c) for c in classes[:20])}",
             details={"column": name, "unknown": unknown[:SHOWN]},
         )
@@ -390,7 +389,8 @@ def _numbers(series: pd.Series) -> pd.Series:
     bad = ~np.isfinite(values)
     if bad.any():
         raise InvalidInput(
-            f"column {name!r} has {int(bad.sum())} missing or infinite values ({_first(bad)})",
+            f"column {name!r} has {_n(int(bad.sum()), 'missing or infinite value')} "
+            f"({_first(bad)})",
             details={"column": name},
         )
     return pd.Series(values, name=name, index=series.index)
@@ -399,7 +399,7 @@ def _numbers(series: pd.Series) -> pd.Series:
 def _probabilities(frame: pd.DataFrame) -> pd.DataFrame:
     """Finite values in 0..1 whose rows sum to 1 (renormalised within rounding)."""
     out = frame.apply(_numbers)
-    values = out.to_numpy(dtype=np.float64)
+    values = out.to_numpy(dtype=np.float64, copy=True)
     outside = (values < 0) | (values > 1)
     if outside.any():
         j = int(np.flatnonzero(outside.any(axis=0))[0])
@@ -415,7 +415,7 @@ def _probabilities(frame: pd.DataFrame) -> pd.DataFrame:
     if far.any():
         i = int(np.argmax(far))
         raise InvalidInput(
-            f"the class probabilities of {_lines(int(far.sum()))} do not sum to 1 "
+            f"the class probabilities on {_n(int(far.sum()), 'line')} do not sum to 1 "
             f"(line {i}: {sums[i]:.6g}); give one probability per class",
             details={"columns": list(out.columns)},
         )
