@@ -26,7 +26,7 @@ from openmaas.domain.policy import Action
 from openmaas.domain.projects import authorize
 from openmaas.errors import Conflict, InvalidInput, NotFound
 from openmaas.ml.splits import Splits, compute_splits, rebase_splits
-from openmaas.ml.tasks import TaskSpec, validate_task
+from openmaas.ml.tasks import TaskSpec, split_columns, validate_task
 from openmaas.store.metadata.scoped import readable_projects
 from openmaas.store.metadata.tables import Dataset, DatasetVersion, Project, Task
 
@@ -36,22 +36,6 @@ class TaskView:
     task: Task
     dataset: Dataset
     dataset_version: DatasetVersion
-
-
-def referenced_columns(spec: TaskSpec) -> list[str]:
-    """Every dataset column a task definition names (targets, groups, time, users ...)."""
-    out: list[str] = list(spec.target_columns)
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if k.endswith("_column") and isinstance(v, str):
-                    out.append(v)
-                else:
-                    walk(v)
-
-    walk(spec.model_dump())
-    return list(dict.fromkeys(out))
 
 
 def _frame(ctx: Ctx, version: DatasetVersion, columns: list[str]) -> Any:
@@ -87,7 +71,7 @@ def create(
     ds, dv = datasets_service.get_version(ctx, dataset_id, version)
     _check_dataset_shareable(ctx, ds, project_id)
     validate_task(spec, _kinds(dv), dv.n_rows)
-    splits = compute_splits(spec, _frame(ctx, dv, referenced_columns(spec)))
+    splits = compute_splits(spec, _frame(ctx, dv, split_columns(spec)))
     digest = _store_splits(ctx, splits)
     try:
         with ctx.store.write() as s:
@@ -281,7 +265,7 @@ def rebase(ctx: Ctx, task_id: int, dataset_version: int | str = "latest") -> Tas
     validate_task(spec, _kinds(new_dv), new_dv.n_rows)
     with ctx.artifacts.open(task.splits_digest) as f:
         old_splits = Splits.from_parquet(f)
-    frame = _frame(ctx, new_dv, referenced_columns(spec))
+    frame = _frame(ctx, new_dv, split_columns(spec))
     splits = rebase_splits(old_splits, spec, frame, old_dv.n_rows)
     digest = _store_splits(ctx, splits)
     with ctx.store.write() as s:
