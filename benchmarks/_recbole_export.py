@@ -7,6 +7,13 @@ random order, seed 2020, every interaction an implicit positive. The output
 is a CSV of the original tokens (``user``, ``item``) and ``part`` (``train``,
 ``valid`` or ``test``), in RecBole's order within each part.
 
+It also prints what RecBole's own evaluator (full ranking, history masked)
+gives a fixed ranking, so the importer can check its evaluation against it:
+every item scored by its number of training interactions plus ``id * 1e-6``
+(the item token as a number; it breaks ties identically on both sides).
+RecBole's ``Pop`` model is not that ranking: it counts an item once per
+training batch (``item_cnt[item] += 1`` with repeated indices).
+
     <venv>/bin/python benchmarks/_recbole_export.py OUT.csv
 
 Not part of the project (it imports RecBole); ``benchmarks/recsys.py`` runs it.
@@ -16,8 +23,11 @@ import csv
 import json
 import sys
 
+import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
+from recbole.model.general_recommender import Pop
+from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 CONFIG = {
@@ -45,9 +55,38 @@ def main(out: str) -> None:
             items = dataset.id2token(iid, inter[iid].numpy())
             writer.writerows((u, i, name) for u, i in zip(users, items, strict=True))
             counts[name] = len(users)
+    check = popularity_metrics(config, parts)
     print(json.dumps({"seed": config["seed"], "split": config["eval_args"]["split"],
                       "n_users": dataset.user_num - 1, "n_items": dataset.item_num - 1,
-                      "rows": counts}))  # fmt: skip
+                      "rows": counts, "popularity": check}))  # fmt: skip
+
+
+class FixedScores(Pop):
+    """Every user gets the same item scores (``scores``, indexed by RecBole's item id)."""
+
+    def __init__(self, config, dataset, scores):
+        super().__init__(config, dataset)
+        self.scores = scores
+
+    def full_sort_predict(self, interaction):
+        n = interaction[self.USER_ID].shape[0]
+        return self.scores.repeat(n)
+
+
+def popularity_metrics(config, parts):
+    """RecBole's evaluation of training counts + ``id * 1e-6`` on the valid and test parts."""
+    train = parts["train"]._dataset
+    iid = train.iid_field
+    counts = torch.bincount(train.inter_feat[iid], minlength=train.item_num).double()
+    tokens = train.field2id_token[iid]
+    ids = torch.tensor([0.0] + [float(t) for t in tokens[1:]], dtype=torch.float64)
+    model = FixedScores(config, train, counts + ids * 1e-6)
+    trainer = Trainer(config, model)
+    return {
+        name: {k: float(v) for k, v in trainer.evaluate(parts[name], load_best_model=False,
+                                                         show_progress=False).items()}
+        for name in ("valid", "test")
+    }  # fmt: skip
 
 
 if __name__ == "__main__":
