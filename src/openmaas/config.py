@@ -72,6 +72,23 @@ class Settings(BaseSettings):
         description="Password of the first admin, made on first start (random if unset).",
     )
 
+    # Models and endpoints ----------------------------------------------------------
+    allow_pickle_models: bool = Field(
+        default=False,
+        description="Accept pickle model uploads (from maintainers only). Loading a pickle "
+        "runs code from the file: enable only if every maintainer is trusted.",
+    )
+    serving_max_rows: int = Field(default=100_000, description="Most rows in one predict call.")
+    serving_max_body_bytes: int = Field(
+        default=64 * MiB, description="Largest predict request body."
+    )
+    serving_sync_s: float = Field(
+        default=1.0, description="How often replicas sync counters and reload deployments."
+    )
+    serving_token_ttl_s: float = Field(
+        default=2.0, description="How long a replica trusts a cached token before re-checking."
+    )
+
     # Jobs ------------------------------------------------------------------------
     worker_concurrency: int = Field(default=1, description="Jobs one worker runs at once.")
     worker_memory_mb: int | None = Field(

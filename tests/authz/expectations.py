@@ -29,6 +29,7 @@ from openmaas.testing.world import (
     TASK_SPEC,
     Space,
     World,
+    tiny_lightgbm,
 )
 
 OK = 0  # in a row: the rule's success status
@@ -132,6 +133,7 @@ class Case:
             "dataset_id": s.dataset_id,
             "task_id": s.task_id,
             "run_id": s.run_id,
+            "model_id": s.model_id,
             "org": ORG,
             "version": "1",
         }
@@ -223,6 +225,22 @@ def predictions_csv(case: Case) -> bytes:
     if key not in _PREDICTIONS:
         _PREDICTIONS[key] = case.world.predictions_csv(case.space.task_id)
     return _PREDICTIONS[key]
+
+
+def fresh_model(case: Case) -> int:
+    return case.world.new_model(case.space.project_id)
+
+
+def model_ref(case: Case) -> str:
+    name = case.world.ok("admin", "GET", f"/models/{case.space.model_id}")["name"]
+    return f"{ORG}/{case.visibility}/{name}@1"
+
+
+def staging_alias(case: Case) -> str:
+    """``staging`` set on the space's model (so removing it has something to remove)."""
+    path = f"/models/{case.space.model_id}/aliases/staging"
+    case.world.ok("owner", "PUT", path, json={"version": 1})
+    return "staging"
 
 
 def fresh_org(case: Case) -> str:
@@ -396,4 +414,28 @@ EXPECTATIONS: dict[tuple[str, str], Rule] = {
     ("POST", "/runs/{run_id}/end"): Rule(
         EDIT_OTHERS, path={"run_id": fresh_logged_run}, json={"state": "succeeded"}
     ),
+    # The model registry: contributors register models and versions and move aliases;
+    # promotion to ``production`` is a maintainer's (``manage``).
+    ("POST", "/projects/{project_id}/models"): Rule(CREATE, 201, json={"name": unique("model")}),
+    ("GET", "/models"): Rule(ANYONE),
+    ("GET", "/models/resolve"): Rule(READ, params={"ref": model_ref}),
+    ("GET", "/models/{model_id}"): Rule(READ),
+    ("PATCH", "/models/{model_id}"): Rule(EDIT_OTHERS, json={"description": "changed"}),
+    ("DELETE", "/models/{model_id}"): Rule(EDIT_OTHERS, 204, path={"model_id": fresh_model}),
+    ("POST", "/models/{model_id}/versions"): Rule(
+        CREATE, 201, json=lambda case: {"run_id": case.space.run_id}
+    ),
+    ("POST", "/models/{model_id}/versions/upload"): Rule(
+        CREATE, 201, params={"filename": "model.txt"}, content=lambda case: tiny_lightgbm()
+    ),
+    ("GET", "/models/{model_id}/versions"): Rule(READ),
+    ("GET", "/models/{model_id}/versions/{version}"): Rule(READ),
+    ("GET", "/models/{model_id}/versions/{version}/files/{path}"): Rule(
+        READ, path={"path": "model.txt"}
+    ),
+    ("PUT", "/models/{model_id}/aliases/{alias}"): Rule(
+        MANAGE, path={"alias": "production"}, json={"version": 1}
+    ),
+    ("DELETE", "/models/{model_id}/aliases/{alias}"): Rule(CREATE, path={"alias": staging_alias}),
+    ("GET", "/models/{model_id}/history"): Rule(READ),
 }

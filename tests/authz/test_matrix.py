@@ -167,6 +167,10 @@ def check_runs(world: World, role: str) -> None:
     _check_scoped(world, role, "/runs", "run")
 
 
+def check_models(world: World, role: str) -> None:
+    _check_scoped(world, role, "/models", "model")
+
+
 def check_algorithms(world: World, role: str) -> None:
     r = world.call(role, "GET", "/algorithms")
     assert r.status_code == 200
@@ -207,6 +211,7 @@ LIST_CHECKS: dict[str, Callable[[World, str], None]] = {
     "/datasets": check_datasets,
     "/tasks": check_tasks,
     "/runs": check_runs,
+    "/models": check_models,
     "/algorithms": check_algorithms,
     "/orgs": check_orgs,
     "/users": check_users,

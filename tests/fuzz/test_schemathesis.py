@@ -48,6 +48,7 @@ from openmaas.testing.world import (
     TASK_SPEC,
     World,
     running_world,
+    tiny_lightgbm,
 )
 
 pytestmark = pytest.mark.slow
@@ -116,6 +117,9 @@ def _seeds(world: World) -> Seeds:
             "dataset_id": [s.dataset_id for s in spaces],
             "task_id": [s.task_id for s in spaces],
             "run_id": [s.run_id for s in spaces],
+            "model_id": [s.model_id for s in spaces],
+            "alias": ["staging", "archived"],
+            "path": ["model.txt"],
             "name": ["result.json", "predictions.parquet", "linear"],
             "org": [ORG],
             "username": ["owner", "viewer"],
@@ -162,6 +166,9 @@ def _seeds(world: World) -> Seeds:
             },
             "POST /api/v1/runs/{run_id}/predictions": {"run_id": logged()},
             "POST /api/v1/runs/{run_id}/end": {"run_id": logged()},
+            "DELETE /api/v1/models/{model_id}": {
+                "model_id": several(lambda: world.new_model(private))
+            },
         },
     )
 
@@ -179,6 +186,7 @@ def _hints(world: World) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
         "media_type": "text/csv",
         "body": world.predictions_csv(world.spaces["private"].task_id),
     }
+    model_name = world.ok("owner", "GET", f"/models/{world.spaces['private'].model_id}")["name"]
     return {
         "POST /api/v1/auth/login": st.just({"body": {"username": "viewer", "password": PASSWORD}}),
         "POST /api/v1/auth/password": st.just(
@@ -207,6 +215,21 @@ def _hints(world: World) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
             {"body": {"metrics": [{"key": "loss", "value": 0.5, "step": 1}]}}
         ),
         "POST /api/v1/runs/{run_id}/end": st.just({"body": {"state": "succeeded"}}),
+        "POST /api/v1/projects/{project_id}/models": _names("m").map(
+            lambda n: {"body": {"name": n}}
+        ),
+        "POST /api/v1/models/{model_id}/versions": st.just(
+            {"body": {"run_id": world.spaces["private"].run_id}}
+        ),
+        "POST /api/v1/models/{model_id}/versions/upload": st.just(
+            {
+                "query": {"filename": "model.txt"},
+                "media_type": "application/octet-stream",
+                "body": tiny_lightgbm(),
+            }
+        ),
+        "GET /api/v1/models/resolve": st.just({"query": {"ref": model_name}}),
+        "PUT /api/v1/models/{model_id}/aliases/{alias}": st.just({"body": {"version": 1}}),
     }
 
 

@@ -16,6 +16,7 @@ from openmaas.api.routes import (
     algorithms,
     datasets,
     identity,
+    models,
     orgs,
     projects,
     run_uploads,
@@ -69,7 +70,9 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
     def health() -> schemas.Health:
         return schemas.Health(status="ok", version=__version__, database=platform.store.dialect)
 
-    for module in (identity, orgs, projects, datasets, tasks, algorithms, runs, run_uploads):
+    for module in (
+        identity, orgs, projects, datasets, tasks, algorithms, runs, run_uploads, models,
+    ):  # fmt: skip
         api.include_router(module.router)
     app.include_router(api)
 

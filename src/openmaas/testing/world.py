@@ -20,6 +20,7 @@ methods make fresh targets (as ``owner``) for calls that destroy what they touch
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Space:
     dataset_id: int
     task_id: int
     run_id: int  # trained by a worker when the world is built with running_world
+    model_id: int = 0  # a registered model with one uploaded LightGBM version
 
 
 @dataclass
@@ -137,6 +139,17 @@ class World:
         body = {"algorithm": "linear"}
         return int(self.ok(role, "POST", f"/tasks/{task_id}/runs", json=body)["id"])
 
+    def new_model(self, project_id: int, *, role: str = "owner", versions: int = 1) -> int:
+        """A registered model with ``versions`` uploaded LightGBM versions."""
+        body = {"name": self.unique("model"), "description": "a test model"}
+        model_id = int(self.ok(role, "POST", f"/projects/{project_id}/models", json=body)["id"])
+        for _ in range(versions):
+            self.ok(
+                role, "POST", f"/models/{model_id}/versions/upload",
+                params={"filename": "model.txt"}, content=tiny_lightgbm(),
+            )  # fmt: skip
+        return model_id
+
     def new_logged_run(self, task_id: int, *, role: str = "owner") -> int:
         """A running logged run, for ``role`` to log to."""
         return int(self.ok(role, "POST", f"/tasks/{task_id}/runs/logged", json={})["id"])
@@ -177,6 +190,20 @@ class World:
 
     def new_token(self, role: str) -> int:
         return int(self.ok(role, "POST", "/tokens", json={"name": self.unique("token")})["id"])
+
+
+@functools.cache
+def tiny_lightgbm() -> bytes:
+    """A small LightGBM binary model over three numeric features ``a``, ``b``, ``c``."""
+    import lightgbm as lgb
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+    params = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0}
+    data = lgb.Dataset(X, y, feature_name=["a", "b", "c"])
+    return str(lgb.train(params, data, num_boost_round=10).model_to_string()).encode()
 
 
 def confident_predictions(
@@ -231,7 +258,8 @@ def build_world(http: httpx.Client, admin_token: str, admin_password: str) -> Wo
         dataset_id = world.new_dataset(project_id, name="people")
         task_id = world.new_task(project_id, dataset_id, name="people-holdout")
         run_id = world.new_run(task_id)
-        world.spaces[visibility] = Space(project_id, dataset_id, task_id, run_id)
+        model_id = world.new_model(project_id)
+        world.spaces[visibility] = Space(project_id, dataset_id, task_id, run_id, model_id)
     return world
 
 

@@ -377,6 +377,201 @@ class RunMetric(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Models ---------------------------------------------------------------------------
+
+
+class Model(Base):
+    """A registered model: named versions, aliases, a card and a history."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    intended_use: Mapped[str] = mapped_column(Text, default="")
+    licence: Mapped[str | None] = mapped_column(String(200))
+    citation: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """One immutable version: its files (``ModelFile``), flavour, signature and lineage."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    flavor: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
+    dataset_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="SET NULL")
+    )
+    task_type: Mapped[str | None] = mapped_column(String(32))
+    signature: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    transform: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text, default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelFile(Base):
+    """A file of a model version, stored as a blob (shared with the run it came from)."""
+
+    __tablename__ = "model_files"
+    __table_args__ = (UniqueConstraint("version_id", "path"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(256))
+    digest: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelAlias(Base):
+    """``staging``, ``production``, ``archived`` or a custom alias pointing at a version."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (UniqueConstraint("model_id", "alias"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(32))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    set_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelEvent(Base):
+    """The history of a model: every version, alias and card change, with who and when."""
+
+    __tablename__ = "model_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int | None] = mapped_column(Integer)
+    alias: Mapped[str | None] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# Endpoints ------------------------------------------------------------------------
+
+
+class Endpoint(Base):
+    """A named service over deployed model versions; ``generation`` grows on every change
+    so replicas notice a new deployment with one cheap query."""
+
+    __tablename__ = "endpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[str] = mapped_column(String(16), default="project")
+    routing: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    monitoring: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EndpointTarget(Base):
+    """A deployed version: its traffic weight (percent) or a shadow copy of the traffic."""
+
+    __tablename__ = "endpoint_targets"
+    __table_args__ = (UniqueConstraint("endpoint_id", "version_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    weight: Mapped[int] = mapped_column(Integer, default=0)
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EndpointConsumer(Base):
+    """An organisation whose members may call the endpoint, with its own rate limit."""
+
+    __tablename__ = "endpoint_consumers"
+    __table_args__ = (UniqueConstraint("endpoint_id", "org_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EndpointUsage(Base):
+    """Requests, rows and errors per consumer per day, added to by every replica."""
+
+    __tablename__ = "endpoint_usage"
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(80), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class EndpointStat(Base):
+    """Mergeable monitoring state of one version in one time window, merged by replicas."""
+
+    __tablename__ = "endpoint_stats"
+    __table_args__ = (UniqueConstraint("endpoint_id", "version_id", "window_start"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column()
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class EndpointArm(Base):
+    """Bandit statistics of one deployed version, summed over replicas."""
+
+    __tablename__ = "endpoint_arms"
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pulls: Mapped[float] = mapped_column(default=0.0)
+    reward_sum: Mapped[float] = mapped_column(default=0.0)
+
+
+class EndpointRecord(Base):
+    """A sampled request and its response (the bounded request log), or a feedback."""
+
+    __tablename__ = "endpoint_records"
+    __table_args__ = (Index("ix_endpoint_records_endpoint_at", "endpoint_id", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str] = mapped_column(String(48), index=True)
+    version_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    consumer: Mapped[str] = mapped_column(String(80), default="")
+    status: Mapped[int] = mapped_column(Integer, default=200)
+    latency_ms: Mapped[float | None] = mapped_column()
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 # Every column that holds an artifact-store digest: garbage collection keeps these.
 BLOB_COLUMNS = [
     DatasetVersion.digest,
@@ -384,4 +579,5 @@ BLOB_COLUMNS = [
     Task.splits_digest,
     Job.checkpoint_digest,
     RunArtifact.digest,
+    ModelFile.digest,
 ]
