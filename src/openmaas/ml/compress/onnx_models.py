@@ -1,0 +1,242 @@
+"""Fitted estimators as ONNX graphs (:class:`~.onnx_graph.Part` s), one converter per kind.
+
+- LightGBM (a catalog model or a bare ``lightgbm.Booster``): onnxmltools, which
+  reads float32 only; a catalog model is cut to its ``best_iteration_`` first,
+  as its ``predict`` is;
+- scikit-learn models behind the catalog's ``linear``, ``random_forest`` and
+  ``extra_trees``: skl2onnx, class probabilities as a plain tensor
+  (``zipmap=False``); trees read float32 as scikit-learn's trees do, linear
+  models double;
+- the torch ``dnn``: built here from its weights (MatMul + Add per layer, so
+  int8 dynamic quantisation finds its weights), rather than through
+  ``torch.onnx.export``, whose TorchScript path is deprecated in torch 2.13 and
+  whose dynamo path needs onnxscript. Category embeddings and mixed
+  classification/regression heads are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from openmaas.errors import InvalidInput
+from openmaas.ml.compress._extras import require
+from openmaas.ml.compress.onnx_graph import ML_OPSET, OPSET, Graph, Part
+
+__all__ = ["convert_booster", "convert_estimator"]
+
+_INPUT = "features"
+
+
+def convert_estimator(model: Any) -> Part:
+    """The ONNX part of a fitted catalog algorithm or ``lightgbm.Booster``; else InvalidInput."""
+    name = getattr(model, "name", None)
+    if type(model).__name__ == "Booster" and type(model).__module__.startswith("lightgbm"):
+        return convert_booster(model)
+    if name == "lightgbm":
+        import lightgbm as lgb
+
+        booster = lgb.Booster(model_str=model.booster_.model_to_string(model.best_iteration_))
+        return convert_booster(booster, model.classes_ if model._is_classifier else None)
+    if name in ("linear", "random_forest", "extra_trees"):
+        return _convert_sklearn(model)
+    if name == "dnn":
+        return _convert_dnn(model)
+    raise InvalidInput(
+        f"cannot export {name or type(model).__name__!r} to ONNX; supported: a LightGBM "
+        "Booster and the catalog algorithms lightgbm, linear, random_forest, extra_trees, dnn",
+        details={"algorithm": name},
+    )
+
+
+def convert_booster(booster: Any, classes: np.ndarray | None = None) -> Part:
+    """A LightGBM booster; classes default to ``0..k-1`` for a classifying objective."""
+    onnx = require("onnx")
+    onnxmltools = require("onnxmltools")
+    types = require("onnxmltools.convert.common.data_types")
+    if any(_has_categorical_split(t["tree_structure"]) for t in booster.dump_model()["tree_info"]):
+        raise InvalidInput(
+            "cannot export to ONNX: the LightGBM model splits on categorical features",
+            details={"reason": "categorical_split"},
+        )
+    try:
+        model = onnxmltools.convert_lightgbm(
+            booster,
+            initial_types=[(_INPUT, types.FloatTensorType([None, booster.num_feature()]))],
+            zipmap=False,
+            target_opset=OPSET,
+        )
+    except (RuntimeError, NotImplementedError, ValueError) as e:
+        raise InvalidInput(f"cannot export the LightGBM model to ONNX: {e}") from e
+    outputs = [o.name for o in model.graph.output]
+    if "probabilities" in outputs:
+        width = _width(model, "probabilities")
+        if classes is None:
+            classes = np.arange(width, dtype=np.int64)
+        return Part(model, onnx.TensorProto.FLOAT, "probabilities", "classification",
+                    "lightgbm", classes=np.asarray(classes))  # fmt: skip
+    _double_precision(model)
+    return Part(model, onnx.TensorProto.DOUBLE, outputs[-1], "regression", "lightgbm")
+
+
+def _double_precision(model: Any) -> None:
+    """Make a float tree-ensemble regressor compare and add in double, in place.
+
+    A regressor sums hundreds of leaf values onto a base of the target's size,
+    and float32 sums drift past 1e-4 on targets in the hundreds; ai.onnx.ml
+    opset 3 takes thresholds and weights as double tensors (the output stays
+    float32, about 7 significant digits).
+    """
+    onnx = require("onnx")
+    for node in model.graph.node:
+        if node.op_type != "TreeEnsembleRegressor":
+            continue
+        attributes = []
+        for a in node.attribute:
+            if a.name in _DOUBLE_ATTRIBUTES and a.floats:
+                values = np.asarray(a.floats, dtype=np.float64)
+                tensor = onnx.numpy_helper.from_array(values)
+                attributes.append(onnx.helper.make_attribute(f"{a.name}_as_tensor", tensor))
+            else:
+                attributes.append(a)
+        del node.attribute[:]
+        node.attribute.extend(attributes)
+    for opset in model.opset_import:
+        if opset.domain == "ai.onnx.ml":
+            opset.version = max(opset.version, ML_OPSET)
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+
+
+_DOUBLE_ATTRIBUTES = frozenset({"nodes_values", "target_weights", "base_values", "nodes_hitrates"})
+
+
+def _has_categorical_split(node: dict[str, Any]) -> bool:
+    if "split_index" not in node:
+        return False
+    if node.get("decision_type") == "==":
+        return True
+    return _has_categorical_split(node["left_child"]) or _has_categorical_split(node["right_child"])
+
+
+def _width(model: Any, output: str) -> int:
+    for o in model.graph.output:
+        if o.name == output:
+            dims = o.type.tensor_type.shape.dim
+            if len(dims) == 2 and dims[1].dim_value:
+                return int(dims[1].dim_value)
+    raise ValueError(f"cannot tell the width of output {output!r}")
+
+
+def _convert_sklearn(model: Any) -> Part:
+    onnx = require("onnx")
+    skl2onnx = require("skl2onnx")
+    types = require("skl2onnx.common.data_types")
+    estimator = model.estimator_
+    trees = model.name != "linear"  # scikit-learn's trees compare float32 values
+    tensor = types.FloatTensorType if trees else types.DoubleTensorType
+    classify = model._is_classifier
+    options = {id(estimator): {"zipmap": False}} if classify else None
+    onnx_model = skl2onnx.convert_sklearn(
+        estimator,
+        initial_types=[(_INPUT, tensor([None, int(model.n_features_in_)]))],
+        options=options,
+        target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+    )
+    elem = onnx.TensorProto.FLOAT if trees else onnx.TensorProto.DOUBLE
+    if classify:
+        return Part(onnx_model, elem, "probabilities", "classification", model.name,
+                    classes=np.asarray(model.classes_))  # fmt: skip
+    n_outputs = getattr(estimator, "n_outputs_", None)
+    if n_outputs is None:  # Ridge
+        coef = np.asarray(estimator.coef_)
+        n_outputs = coef.shape[0] if coef.ndim == 2 else 1
+    return Part(onnx_model, elem, "variable", "regression", model.name, n_outputs=int(n_outputs))
+
+
+def _convert_dnn(model: Any) -> Part:
+    """The DNN's trunk and heads, layer by layer, from its fitted weights."""
+    onnx = require("onnx")
+    if model.categorical_features_:
+        raise InvalidInput(
+            "cannot export to ONNX: the dnn model embeds categorical columns "
+            f"{model.categorical_features_}; only numeric inputs are supported",
+            details={"reason": "categorical_embeddings"},
+        )
+    kinds = set(model.target_kinds_)
+    if len(kinds) > 1 or (kinds == {"classification"} and len(model.target_kinds_) > 1):
+        raise InvalidInput(
+            "cannot export to ONNX: the dnn model has several classification heads or mixes "
+            "classification and regression heads; one output tensor cannot carry them",
+            details={"reason": "mixed_heads"},
+        )
+    g = Graph("dnn/")
+    h = _INPUT
+    module = model.module_
+    for layer in module.trunk:
+        h = _layer(g, h, layer)
+    heads = list(module.heads)
+    weight = np.vstack([head.weight.detach().numpy() for head in heads])
+    bias = np.concatenate([head.bias.detach().numpy() for head in heads])
+    out = _linear(g, h, weight, bias)
+    classify = kinds == {"classification"}
+    if classify:
+        part_out = g.op("Softmax", [out], "probabilities", axis=1)
+    else:  # heads predict the standardised target; the model answers in its units
+        out = g.op("Cast", [out], "standardised", to=onnx.TensorProto.DOUBLE)
+        out = g.op("Mul", [out, g.const(model.y_scale_, np.float64, "y_scale")], "rescaled")
+        part_out = g.op("Add", [out, g.const(model.y_mean_, np.float64, "y_mean")], "prediction")
+    n_in = int(model.n_features_in_)
+    graph = onnx.helper.make_graph(
+        g.nodes,
+        "dnn",
+        [onnx.helper.make_tensor_value_info(_INPUT, onnx.TensorProto.FLOAT, ["N", n_in])],
+        [onnx.helper.make_tensor_value_info(part_out, onnx.TensorProto.UNDEFINED, None)],
+        initializer=g.initializers,
+    )
+    onnx_model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="openmaas"
+    )
+    if classify:
+        classes = np.asarray(model.target_classes_[0])
+        return Part(onnx_model, onnx.TensorProto.FLOAT, part_out, "classification", "dnn",
+                    classes=classes)  # fmt: skip
+    return Part(onnx_model, onnx.TensorProto.FLOAT, part_out, "regression", "dnn",
+                n_outputs=len(heads))  # fmt: skip
+
+
+def _linear(g: Graph, h: str, weight: np.ndarray, bias: np.ndarray) -> str:
+    product = g.op("MatMul", [h, g.const(weight.T, np.float32, "weight")], "matmul")
+    return g.op("Add", [product, g.const(bias, np.float32, "bias")], "linear")
+
+
+def _layer(g: Graph, h: str, layer: Any) -> str:
+    from torch import nn
+
+    if isinstance(layer, nn.Linear):
+        return _linear(g, h, layer.weight.detach().numpy(), layer.bias.detach().numpy())
+    if isinstance(layer, nn.BatchNorm1d):  # inference: a fixed affine map per unit
+        var = layer.running_var.detach().numpy().astype(np.float64)
+        mean = layer.running_mean.detach().numpy().astype(np.float64)
+        scale = 1.0 / np.sqrt(var + layer.eps)
+        if layer.affine:
+            scale = scale * layer.weight.detach().numpy()
+            shift = layer.bias.detach().numpy() - mean * scale
+        else:
+            shift = -mean * scale
+        h = g.op("Mul", [h, g.const(scale, np.float32, "bn_scale")], "bn")
+        return g.op("Add", [h, g.const(shift, np.float32, "bn_shift")], "bn")
+    if isinstance(layer, nn.Dropout):
+        return h
+    if isinstance(layer, nn.ReLU):
+        return g.op("Relu", [h])
+    if isinstance(layer, nn.LeakyReLU):
+        return g.op("LeakyRelu", [h], alpha=float(layer.negative_slope))
+    if isinstance(layer, nn.Tanh):
+        return g.op("Tanh", [h])
+    if isinstance(layer, nn.Sigmoid):
+        return g.op("Sigmoid", [h])
+    raise InvalidInput(
+        f"cannot export to ONNX: the dnn model has a {type(layer).__name__} layer",
+        details={"layer": type(layer).__name__},
+    )

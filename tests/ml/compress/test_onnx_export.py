@@ -1,0 +1,197 @@
+"""ONNX export: every supported model kind predicts as its native self, within 1e-4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from openmaas.errors import InvalidFile, InvalidInput
+from openmaas.ml.catalog import get_algorithm
+from openmaas.ml.compress import OnnxPredictor, export_onnx
+from openmaas.ml.preprocessing import fit_pipeline, make_pipeline
+
+TOL = 1e-4
+SMALL: dict[str, dict[str, Any]] = {
+    "lightgbm": {"n_estimators": 60, "early_stopping_rounds": None},
+    "linear": {},
+    "random_forest": {"n_estimators": 15, "min_samples_leaf": 3},
+    "extra_trees": {"n_estimators": 15, "min_samples_leaf": 3},
+    "dnn": {"epochs": 15, "width": 16},
+}
+
+
+def _pipeline(algorithm: str, task_type: str, X: pd.DataFrame, y: np.ndarray) -> Pipeline:
+    model = get_algorithm(algorithm)(task_type=task_type, **SMALL[algorithm])
+    pipe = make_pipeline(model, [(str(c), "numeric") for c in X.columns])
+    return fit_pipeline(pipe, X, y)
+
+
+@pytest.mark.parametrize("algorithm", list(SMALL))
+def test_binary_pipeline_probabilities_match(algorithm: str, binary: Any) -> None:
+    X, y = binary
+    pipe = _pipeline(algorithm, "binary", X, y)
+    onnx_model = OnnxPredictor(export_onnx(pipe))
+
+    assert onnx_model.feature_names == list(X.columns)
+    assert onnx_model.task == "classification"
+    rows = X.to_numpy(dtype=np.float64)
+    expected = pipe.predict_proba(X)
+    np.testing.assert_allclose(onnx_model.predict_proba(rows), expected, atol=TOL, rtol=0)
+    sure = np.abs(expected[:, 1] - 0.5) > 1e-3  # ties may break either way
+    np.testing.assert_array_equal(onnx_model.predict(rows)[sure], pipe.predict(X)[sure])
+
+
+@pytest.mark.parametrize("algorithm", ["lightgbm", "linear", "random_forest", "dnn"])
+def test_multiclass_pipeline_keeps_string_labels(algorithm: str, multiclass: Any) -> None:
+    X, y = multiclass
+    pipe = _pipeline(algorithm, "multiclass", X, y)
+    onnx_model = OnnxPredictor(export_onnx(pipe))
+
+    assert onnx_model.classes is not None
+    assert onnx_model.classes.tolist() == ["a", "b", "c"]
+    rows = X.to_numpy(dtype=np.float32)  # float32 input is accepted as well
+    np.testing.assert_allclose(
+        onnx_model.predict_proba(rows), pipe.predict_proba(X.astype(np.float32)), atol=TOL, rtol=0
+    )
+    assert (onnx_model.predict(rows) == pipe.predict(X.astype(np.float32))).mean() > 0.99
+
+
+@pytest.mark.parametrize("algorithm", list(SMALL))
+def test_regression_pipeline_values_match(algorithm: str, regression: Any) -> None:
+    X, y = regression
+    pipe = _pipeline(algorithm, "regression", X, y)
+    onnx_model = OnnxPredictor(export_onnx(pipe))
+
+    assert onnx_model.task == "regression"
+    predicted = onnx_model.predict(X.to_numpy())
+    assert predicted.shape == (len(X),)
+    np.testing.assert_allclose(predicted, pipe.predict(X), atol=TOL, rtol=0)
+
+
+def test_multitarget_regression(regression: Any) -> None:
+    X, y = regression
+    targets = np.column_stack([y, -2.0 * y])
+    pipe = _pipeline("random_forest", "multitarget", X, targets)
+    predicted = OnnxPredictor(export_onnx(pipe)).predict(X.to_numpy())
+    assert predicted.shape == (len(X), 2)
+    np.testing.assert_allclose(predicted, pipe.predict(X), atol=TOL, rtol=0)
+
+
+def test_bare_lightgbm_booster_binary_and_regression(binary: Any, regression: Any) -> None:
+    for (X, y), objective in ((binary, "binary"), (regression, "regression")):
+        rows = X.to_numpy()
+        params = {"objective": objective, "num_leaves": 15, "verbosity": -1, "num_threads": 1}
+        booster = lgb.train(params, lgb.Dataset(rows, y), num_boost_round=80)
+        text = booster.model_to_string()  # a version is the model text
+        loaded = lgb.Booster(model_str=text)
+        onnx_model = OnnxPredictor(export_onnx(loaded))
+
+        assert onnx_model.feature_names == [f"Column_{i}" for i in range(rows.shape[1])]
+        if objective == "binary":
+            assert onnx_model.classes is not None
+            assert onnx_model.classes.tolist() == [0, 1]
+            got = onnx_model.predict_proba(rows)[:, 1]
+        else:
+            got = onnx_model.predict(rows)
+        np.testing.assert_allclose(got, loaded.predict(rows), atol=TOL, rtol=0)
+
+
+def test_serving_benchmark_booster_file(binary: Any) -> None:
+    """The reference model of the serving benchmark (LightGBM text, named features)."""
+    path = Path(__file__).resolve().parents[4] / "shared/bench/serving/model/model.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} is not here")
+    booster = lgb.Booster(model_file=str(path))
+    onnx_model = OnnxPredictor(export_onnx(booster))
+    rows = binary[0].fillna(0.0).to_numpy()
+    assert onnx_model.feature_names == [f"f{i}" for i in range(30)]
+    np.testing.assert_allclose(
+        onnx_model.predict_proba(rows)[:, 1], booster.predict(rows), atol=TOL, rtol=0
+    )
+
+
+def test_bare_catalog_model_and_given_feature_names(binary: Any) -> None:
+    X, y = binary
+    rows = X.to_numpy()
+    model = get_algorithm("lightgbm")(task_type="binary", n_estimators=30).fit(rows, y)
+    names = [f"x{i}" for i in range(rows.shape[1])]
+    onnx_model = OnnxPredictor(export_onnx(model, feature_names=names))
+    assert onnx_model.feature_names == names
+    np.testing.assert_allclose(
+        onnx_model.predict_proba(rows), model.predict_proba(rows), atol=TOL, rtol=0
+    )
+
+
+def test_lightgbm_early_stopped_model_exports_its_best_round(binary: Any) -> None:
+    X, y = binary
+    model = get_algorithm("lightgbm")(task_type="binary", n_estimators=300, learning_rate=0.3)
+    model.fit(X[:400], y[:400], X_valid=X[400:], y_valid=y[400:])
+    rows = X.to_numpy()
+    np.testing.assert_allclose(
+        OnnxPredictor(export_onnx(model)).predict_proba(rows),
+        model.predict_proba(X),
+        atol=TOL,
+        rtol=0,
+    )
+
+
+def test_text_and_categorical_columns_are_refused(binary: Any) -> None:
+    X, y = binary
+    frame = X.iloc[:, :3].copy()
+    frame["note"] = ["short", "a longer note"] * (len(frame) // 2) + ["x"] * (len(frame) % 2)
+    frame["site"] = np.where(y == 1, "north", "south")
+    columns = [
+        *((str(c), "numeric") for c in X.columns[:3]),
+        ("note", "text"),
+        ("site", "categorical"),
+    ]
+    pipe = make_pipeline(get_algorithm("linear")(task_type="binary"), columns)
+    fit_pipeline(pipe, frame, y)
+
+    with pytest.raises(
+        InvalidInput, match=r"columns 'note' \(text\), 'site' \(categorical\) are not"
+    ):
+        export_onnx(pipe)
+
+
+def test_lightgbm_categorical_codes_are_refused(binary: Any) -> None:
+    X, y = binary
+    frame = X.iloc[:, :3].copy()
+    frame["site"] = np.where(y == 1, "north", "south")
+    columns = [*((str(c), "numeric") for c in X.columns[:3]), ("site", "categorical")]
+    pipe = make_pipeline(get_algorithm("lightgbm")(task_type="binary", n_estimators=5), columns)
+    fit_pipeline(pipe, frame, y)
+
+    with pytest.raises(InvalidInput, match=r"'site' \(categorical\)"):
+        export_onnx(pipe)
+
+
+def test_algorithm_without_converter_is_refused(binary: Any) -> None:
+    X, y = binary
+    rows = X.fillna(0).to_numpy()
+    rows = (rows - rows.mean(axis=0)) / rows.std(axis=0)
+    model = get_algorithm("fm")(task_type="binary", epochs=1).fit(rows, y)
+    with pytest.raises(InvalidInput, match="cannot export 'fm' to ONNX; supported:"):
+        export_onnx(model)
+
+
+def test_predictor_checks_its_input(binary: Any) -> None:
+    X, y = binary
+    rows = X.to_numpy()
+    booster = lgb.train({"objective": "regression", "verbosity": -1}, lgb.Dataset(rows, y), 5)
+    onnx_model = OnnxPredictor(export_onnx(booster))
+
+    with pytest.raises(
+        InvalidInput, match=r"expected a 2-D array of 30 feature columns; got shape \(569, 29\)"
+    ):
+        onnx_model.predict(rows[:, 1:])
+    with pytest.raises(InvalidInput, match="a regression model has no class probabilities"):
+        onnx_model.predict_proba(rows)
+    with pytest.raises(InvalidFile, match="not a loadable ONNX model"):
+        OnnxPredictor(b"not onnx")
