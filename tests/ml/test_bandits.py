@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from openmaas.errors import InvalidInput
-from openmaas.ml.bandits import ArmStats, Bandit, EpsilonGreedy, ThompsonSampling, TrafficSplit
+from openmaas.ml.bandits import (
+    ArmStats,
+    Bandit,
+    EpsilonGreedy,
+    Router,
+    ThompsonSampling,
+    TrafficSplit,
+)
 
 RATES = {"v1": 0.4, "v2": 0.6}
 REQUESTS = 5000
@@ -73,6 +80,16 @@ def test_merged_statistics_are_the_sum_of_the_replicas() -> None:
     a.update("v1", 1.0)
     a.sync(total)  # pending updates survive a sync until flushed
     assert a.stats.aligned(["v1", "v2"])[0].tolist() == [2, 3]
+
+
+def test_every_router_fits_the_protocol_and_a_partial_bandit_does_not_instantiate() -> None:
+    assert all(isinstance(r, Router) for r in [*_bandits(), TrafficSplit({"v1": 100})])
+
+    class Partial(Bandit):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial(["v1"])  # type: ignore[abstract]
 
 
 def test_untried_versions_are_tried_first_by_epsilon_greedy() -> None:

@@ -1,8 +1,8 @@
 """Routing requests between an endpoint's model versions: fixed split and bandits.
 
-Every router has ``arms`` (version names), ``choose(rng) -> name`` for one
-request and ``choose_many(n, rng) -> indices into arms`` for a batch, drawn
-in one vectorised call.
+Every :class:`Router` has ``arms`` (version names), ``choose(rng) -> name``
+for one request (a few microseconds) and ``choose_many(n, rng) -> indices
+into arms`` for a batch, drawn in one vectorised call.
 
 * :class:`TrafficSplit`: fixed weights summing to 100 (a canary is
   ``TrafficSplit.canary("v1", "v2", 5)``); invalid weights raise
@@ -31,14 +31,25 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from openmaas.errors import InvalidInput
 
-__all__ = ["ArmStats", "Bandit", "EpsilonGreedy", "ThompsonSampling", "TrafficSplit"]
+__all__ = ["ArmStats", "Bandit", "EpsilonGreedy", "Router", "ThompsonSampling", "TrafficSplit"]
+
+
+@runtime_checkable
+class Router(Protocol):
+    """What the data plane routes with: a fixed split or a bandit."""
+
+    arms: list[str]
+
+    def choose(self, rng: np.random.Generator) -> str: ...
+
+    def choose_many(self, n: int, rng: np.random.Generator) -> npt.NDArray[np.int64]: ...
 
 
 class ArmStats:

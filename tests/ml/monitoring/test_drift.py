@@ -6,6 +6,8 @@ import functools
 import json
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 from openmaas.errors import InvalidInput
@@ -113,6 +115,19 @@ def test_columns_batch_with_categorical_feature() -> None:
     report = detect_drift(shifted)
     assert report.flagged_features == ["city"]
     assert report.features[1].ks is None
+
+
+def test_frames_are_read_by_column_name() -> None:
+    rng = np.random.default_rng(15)
+    ref = Reference.from_matrix(traffic(rng, 5000), FEATURES)
+    x = traffic(rng, 300)
+    by_matrix = FeatureWindow(ref)
+    by_matrix.add(x)
+    frame = pd.DataFrame(x, columns=FEATURES)[FEATURES[::-1]]  # another column order
+    for batch in (frame, pa.Table.from_pandas(frame)):
+        window = FeatureWindow(ref)
+        window.add(batch)
+        assert window.to_dict() == by_matrix.to_dict()
 
 
 def test_small_windows_are_not_judged() -> None:
