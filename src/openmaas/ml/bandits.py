@@ -123,6 +123,9 @@ class ArmStats:
 class Bandit(ABC):
     """A router that learns from rewards; subclasses decide how to choose."""
 
+    reward_range: tuple[float, float] = (-math.inf, math.inf)
+    reward_error = "rewards must be finite numbers"
+
     def __init__(self, arms: Sequence[str]) -> None:
         self.arms = _check_arms(arms)
         self.stats = ArmStats(self.arms)
@@ -135,9 +138,6 @@ class Bandit(ABC):
     @abstractmethod
     def choose_many(self, n: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
         """Indices into ``arms`` for ``n`` requests."""
-
-    reward_range: tuple[float, float] = (-math.inf, math.inf)
-    reward_error = "rewards must be finite numbers"
 
     def update(self, arm: str, reward: float) -> None:
         """Record one request's reward."""

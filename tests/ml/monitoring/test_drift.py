@@ -11,8 +11,9 @@ import pyarrow as pa
 import pytest
 
 from openmaas.errors import InvalidInput
+from openmaas.ml.data.profile import Profiler
 from openmaas.ml.monitoring import DriftRule, FeatureWindow, Reference, detect_drift
-from tests.ml.monitoring._traffic import FEATURES, profile_of, traffic
+from tests.ml.monitoring._traffic import FEATURES, PROFILE_SEED, profile_of, traffic
 
 WINDOW = 1000
 
@@ -128,6 +129,24 @@ def test_frames_are_read_by_column_name() -> None:
         window = FeatureWindow(ref)
         window.add(batch)
         assert window.to_dict() == by_matrix.to_dict()
+
+
+def test_boolean_profile_column_takes_booleans_or_numbers() -> None:
+    rng = np.random.default_rng(16)
+    table = pa.table({"flag": rng.random(5000) < 0.3, "x": rng.normal(0, 1, 5000)})
+    profiler = Profiler(table.schema, sample_rows=1000, seed=PROFILE_SEED)
+    profiler.add(table)
+    ref = Reference.from_profile(profiler.result(profiler.kinds()))
+    assert ref.features[0].proportions == pytest.approx([0.7, 0.3, 0.0], abs=0.02)
+    flags = rng.random(1000) < 0.3
+    as_bool, as_float = FeatureWindow(ref), FeatureWindow(ref)
+    as_bool.add({"flag": flags, "x": rng.normal(0, 1, 1000)})
+    as_float.add({"flag": flags.astype(float), "x": rng.normal(0, 1, 1000)})
+    assert as_bool.feature_counts(0)[0].tolist() == as_float.feature_counts(0)[0].tolist()
+    assert detect_drift(as_bool).flagged_features == []
+    flipped = FeatureWindow(ref)
+    flipped.add({"flag": rng.random(1000) < 0.5, "x": rng.normal(0, 1, 1000)})
+    assert detect_drift(flipped).flagged_features == ["flag"]
 
 
 def test_small_windows_are_not_judged() -> None:

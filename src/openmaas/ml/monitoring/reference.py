@@ -19,8 +19,11 @@ sample of the rows, ``MIN_SAMPLE`` values at least) or the column's
 ``histogram`` (20 equal-width bins counted on the up-to-100,000-row reservoir;
 its interior edges become the bins, joined by the ``quantiles`` for a
 continuous column so that skewed data is not all in one bin). A
-categorical or boolean column uses its ``top`` values, whose counts are exact
-over all rows. Text and datetime columns have no reference.
+categorical column uses its ``top`` values, whose counts are exact over all
+rows; a boolean column too, binned as the numbers 0 and 1. Text and datetime
+columns have no reference. Categories are compared as ``str(value)``, so a
+window must hand them over as the same type the reference saw (``1`` and
+``1.0`` are different categories).
 """
 
 from __future__ import annotations
@@ -222,20 +225,44 @@ def _from_profile_column(
 ) -> FeatureReference:
     count, missing = int(col.get("count") or 0), int(col.get("missing") or 0)
     missing_rate = missing / (count + missing) if count + missing else 0.0
+    if col.get("kind") == "boolean" and col.get("top"):
+        return _boolean_from_top(name, col["top"], missing_rate)
     if "histogram" in col:
         values = np.asarray([v for v in sample or () if v is not None], dtype=np.float64)
         values = values[~np.isnan(values)]
         hist = col["histogram"]
-        if values.size >= MIN_SAMPLE or (values.size and not hist.get("counts")):
+        usable = bool(hist.get("counts")) and None not in hist.get("edges", [None])
+        if values.size >= MIN_SAMPLE or (values.size and not usable):
             ref = _numeric_from_values(name, values, bins=bins, source="sample")
             return _with_missing(ref, missing_rate)
-        if hist.get("counts"):
+        if usable:
             return _numeric_from_histogram(name, col, missing_rate)
     elif col.get("top"):
         cats, c = _sorted_counts((t["value"], t["count"]) for t in col["top"])
         other = max(0.0, count - float(c.sum()))
         return _categorical(name, cats, np.append(c, other), missing, "top")
     raise InvalidInput(f"column {name!r} has no values in the profile to build a reference from")
+
+
+def _boolean_from_top(
+    name: str, top: Sequence[Mapping[str, Any]], missing_rate: float
+) -> FeatureReference:
+    """Booleans as numbers: bins (-inf, 0] for false, (0, 1] for true, (1, inf) for neither.
+
+    Numeric because the data plane may hand them over as 0/1 numbers as well
+    as booleans, and both then land in the same bins.
+    """
+    counts = {bool(t["value"]): float(t["count"]) for t in top}
+    c = np.array([counts.get(False, 0.0), counts.get(True, 0.0), 0.0])
+    return FeatureReference(
+        name=name,
+        kind="numeric",
+        proportions=c / c.sum(),
+        missing_rate=missing_rate,
+        n=round(c.sum()),
+        source="top",
+        edges=np.array([0.0, 1.0]),
+    )
 
 
 def _with_missing(ref: FeatureReference, missing_rate: float) -> FeatureReference:
