@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from openmaas.errors import InvalidFile, InvalidInput
+from openmaas.errors import InvalidFile, InvalidInput, Unavailable
 from openmaas.ml.catalog import get_algorithm
 from openmaas.ml.compress import OnnxPredictor, export_onnx
+from openmaas.ml.compress._extras import require
 from openmaas.ml.preprocessing import fit_pipeline, make_pipeline
 
 TOL = 1e-4
@@ -195,3 +196,32 @@ def test_predictor_checks_its_input(binary: Any) -> None:
         onnx_model.predict_proba(rows)
     with pytest.raises(InvalidFile, match="not a loadable ONNX model"):
         OnnxPredictor(b"not onnx")
+
+
+@pytest.mark.parametrize("algorithm", ["linear", "lightgbm"])
+def test_boolean_columns_infinities_and_empty_batches(algorithm: str, binary: Any) -> None:
+    X, y = binary
+    frame = X.iloc[:, :4].copy()
+    frame["flag"] = (X.iloc[:, 5] > X.iloc[:, 5].median()).astype(float)
+    frame.loc[::5, "flag"] = np.nan
+    frame.iloc[::3, 0] = np.inf  # read as missing, as the preprocessor does
+    columns = [*((str(c), "numeric") for c in frame.columns[:4]), ("flag", "boolean")]
+    pipe = _pipeline_with(algorithm, columns, frame, y)
+    onnx_model = OnnxPredictor(export_onnx(pipe))
+
+    rows = frame.to_numpy()
+    np.testing.assert_allclose(
+        onnx_model.predict_proba(rows), pipe.predict_proba(frame), atol=TOL, rtol=0
+    )
+    assert onnx_model.predict_proba(rows[:0]).shape == (0, 2)
+    assert onnx_model.predict(rows[:0]).shape == (0,)
+
+
+def _pipeline_with(algorithm: str, columns: Any, X: pd.DataFrame, y: np.ndarray) -> Pipeline:
+    model = get_algorithm(algorithm)(task_type="binary", **SMALL[algorithm])
+    return fit_pipeline(make_pipeline(model, columns), X, y)
+
+
+def test_missing_extra_is_named() -> None:
+    with pytest.raises(Unavailable, match=r"needs no_such_package: pip install 'openmaas\[onnx\]'"):
+        require("no_such_package.sub")

@@ -112,8 +112,7 @@ def decode_classes(text: str) -> np.ndarray:
 
 def _renamed(model: onnx.ModelProto, prefix: str) -> onnx.GraphProto:
     """A copy of the graph with every tensor and node name under ``prefix``."""
-    onnx = require("onnx")
-    graph = onnx.GraphProto()
+    graph: onnx.GraphProto = require("onnx").GraphProto()
     graph.CopyFrom(model.graph)
 
     def rename(name: str) -> str:

@@ -216,6 +216,7 @@ def _layer(g: Graph, h: str, layer: Any) -> str:
     if isinstance(layer, nn.Linear):
         return _linear(g, h, layer.weight.detach().numpy(), layer.bias.detach().numpy())
     if isinstance(layer, nn.BatchNorm1d):  # inference: a fixed affine map per unit
+        assert layer.running_var is not None and layer.running_mean is not None
         var = layer.running_var.detach().numpy().astype(np.float64)
         mean = layer.running_mean.detach().numpy().astype(np.float64)
         scale = 1.0 / np.sqrt(var + layer.eps)

@@ -56,6 +56,14 @@ class OnnxPredictor:
     def n_features(self) -> int:
         return len(self.feature_names)
 
+    @property
+    def n_outputs(self) -> int:
+        """Columns of the output: classes, or regression targets."""
+        if self.classes is not None:
+            return len(self.classes)
+        shape = self.session.get_outputs()[0].shape
+        return int(shape[1]) if len(shape) == 2 and isinstance(shape[1], int) else 1
+
     def _run(self, X: Any) -> npt.NDArray[np.float64]:
         array = np.asarray(X)
         if array.ndim != 2 or array.shape[1] != self.n_features:
@@ -66,6 +74,9 @@ class OnnxPredictor:
             )
         if array.dtype.kind not in "fiub":
             raise InvalidInput(f"expected numbers; got an array of {array.dtype}")
+        if len(array) == 0:  # some operators (ArrayFeatureExtractor) refuse empty batches
+            width = self.n_outputs
+            return np.empty((0, width), dtype=np.float64)
         feed = {INPUT: np.ascontiguousarray(array, dtype=self._dtype)}
         out: npt.NDArray[np.float64] = self.session.run([self._output], feed)[0]
         return out
@@ -79,5 +90,6 @@ class OnnxPredictor:
     def predict(self, X: Any) -> npt.NDArray[Any]:
         out = self._run(X)
         if self.classes is not None:
-            return self.classes[np.argmax(out, axis=1)]
+            labels: npt.NDArray[Any] = self.classes[np.argmax(out, axis=1)]
+            return labels
         return out[:, 0] if out.shape[1] == 1 else out
