@@ -9,6 +9,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.datasets import load_wine
 from sklearn.pipeline import Pipeline
 
 from openmaas.errors import InvalidFile, InvalidInput, Unavailable
@@ -225,3 +226,41 @@ def _pipeline_with(algorithm: str, columns: Any, X: pd.DataFrame, y: np.ndarray)
 def test_missing_extra_is_named() -> None:
     with pytest.raises(Unavailable, match=r"needs no_such_package: pip install 'openmaas\[onnx\]'"):
         require("no_such_package.sub")
+
+
+@pytest.mark.parametrize(
+    ("objective", "extra"),
+    [("poisson", {}), ("multiclass", {"num_class": 3}), ("huber", {}), ("binary", {})],
+)
+def test_bare_booster_objectives_match(objective: str, extra: dict[str, Any]) -> None:
+    X, y = load_wine(return_X_y=True)
+    target = {"poisson": y + 1.0, "huber": y * 10.0, "binary": (y > 0) * 1}.get(objective, y)
+    params = {"objective": objective, "num_leaves": 7, "verbosity": -1, **extra}
+    booster = lgb.train(params, lgb.Dataset(X, target), num_boost_round=30)
+    onnx_model = OnnxPredictor(export_onnx(booster))
+    native = booster.predict(X)
+    if onnx_model.classes is None:
+        got = onnx_model.predict(X)
+    else:
+        got = onnx_model.predict_proba(X)
+        got = got[:, 1] if native.ndim == 1 else got
+    np.testing.assert_allclose(got, native, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"objective": "multiclassova", "num_class": 3}, "the one-vs-all objective multiclassova"),
+        ({"objective": "regression", "linear_tree": True}, r"linear trees \(linear_tree=true\)"),
+        ({"objective": "regression", "zero_as_missing": True}, "splits treating zero as missing"),
+        ({"objective": "cross_entropy"}, "Unsupported LightGbm objective: 'cross_entropy'"),
+    ],
+)
+def test_boosters_onnx_cannot_express_are_refused(params: dict[str, Any], message: str) -> None:
+    X, y = load_wine(return_X_y=True)
+    X = X.copy()
+    X[::4, 3] = 0.0
+    target = y / 2.0 if params["objective"] == "cross_entropy" else y
+    booster = lgb.train({**params, "verbosity": -1}, lgb.Dataset(X, target), num_boost_round=5)
+    with pytest.raises(InvalidInput, match=message):
+        export_onnx(booster)

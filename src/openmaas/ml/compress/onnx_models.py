@@ -55,11 +55,7 @@ def convert_booster(booster: Any, classes: np.ndarray | None = None) -> Part:
     onnx = require("onnx")
     onnxmltools = require("onnxmltools")
     types = require("onnxmltools.convert.common.data_types")
-    if any(_has_categorical_split(t["tree_structure"]) for t in booster.dump_model()["tree_info"]):
-        raise InvalidInput(
-            "cannot export to ONNX: the LightGBM model splits on categorical features",
-            details={"reason": "categorical_split"},
-        )
+    _check_booster(booster)
     try:
         model = onnxmltools.convert_lightgbm(
             booster,
@@ -111,12 +107,32 @@ def _double_precision(model: Any) -> None:
 _DOUBLE_ATTRIBUTES = frozenset({"nodes_values", "target_weights", "base_values", "nodes_hitrates"})
 
 
-def _has_categorical_split(node: dict[str, Any]) -> bool:
-    if "split_index" not in node:
-        return False
-    if node.get("decision_type") == "==":
-        return True
-    return _has_categorical_split(node["left_child"]) or _has_categorical_split(node["right_child"])
+def _check_booster(booster: Any) -> None:
+    """InvalidInput for what onnxmltools would convert silently wrong (checked against it)."""
+    dump = booster.dump_model()
+    objective = str(dump.get("objective", "")).split(" ")[0]
+    if objective == "multiclassova":
+        _refuse("the one-vs-all objective multiclassova", "objective")
+    for tree in dump["tree_info"]:
+        stack = [tree["tree_structure"]]
+        while stack:
+            node = stack.pop()
+            if "leaf_coeff" in node:
+                _refuse("linear trees (linear_tree=true)", "linear_tree")
+            if "split_index" not in node:
+                continue
+            if node.get("decision_type") == "==":
+                _refuse("splits on categorical features", "categorical_split")
+            if node.get("missing_type") == "Zero":
+                _refuse("splits treating zero as missing (zero_as_missing=true)", "zero_as_missing")
+            stack += [node["left_child"], node["right_child"]]
+
+
+def _refuse(what: str, reason: str) -> None:
+    raise InvalidInput(
+        f"cannot export to ONNX: the LightGBM model has {what}, which has no exact ONNX form",
+        details={"reason": reason},
+    )
 
 
 def _width(model: Any, output: str) -> int:
