@@ -89,6 +89,12 @@ ADMINISTER = Access.project(
     private="        404       404      403    403         403     403        ok    ok",
     public="         401       403      403    403         403     403        ok    ok",
 )
+# Calling an endpoint whose audience is the project: its members, whatever the
+# project's visibility (``policy.decide_call``); others do not learn it exists.
+CALL = Access.project(
+    private="        404       404      ok     ok          ok      ok         ok    ok",
+    public="         404       404      ok     ok          ok      ok         ok    ok",
+)
 # Routes not about one project.
 #                   anonymous outsider viewer contributor partner maintainer owner admin
 ANYONE = Access.anywhere(
@@ -241,6 +247,26 @@ def staging_alias(case: Case) -> str:
     path = f"/models/{case.space.model_id}/aliases/staging"
     case.world.ok("owner", "PUT", path, json={"version": 1})
     return "staging"
+
+
+def endpoint(case: Case) -> str:
+    return case.space.endpoint
+
+
+def fresh_endpoint(case: Case) -> str:
+    return case.world.new_endpoint(case.space.project_id, case.space.version_id)
+
+
+def consumer_org(case: Case) -> str:
+    """``GRANT_ORG`` made a consumer of the space's endpoint (so it can be removed)."""
+    case.world.ok(
+        "owner", "PUT", f"/endpoints/{case.space.endpoint}/consumers/{GRANT_ORG}", json={}
+    )
+    return GRANT_ORG
+
+
+def deployment(case: Case) -> dict[str, Any]:
+    return {"targets": [{"version_id": case.space.version_id, "weight": 100}]}
 
 
 def fresh_org(case: Case) -> str:
@@ -438,4 +464,33 @@ EXPECTATIONS: dict[tuple[str, str], Rule] = {
     ),
     ("DELETE", "/models/{model_id}/aliases/{alias}"): Rule(CREATE, path={"alias": staging_alias}),
     ("GET", "/models/{model_id}/history"): Rule(READ),
+    # Endpoints: deploying and configuring is a maintainer's (``manage``), as are the
+    # usage books and the request log; monitoring is readable like the project.
+    ("POST", "/projects/{project_id}/endpoints"): Rule(
+        MANAGE, 201, json=lambda case: {"name": case.world.unique("ep"), **deployment(case)}
+    ),
+    ("GET", "/endpoints"): Rule(ANYONE),
+    ("GET", "/endpoints/{name}"): Rule(READ, path={"name": endpoint}),
+    ("PATCH", "/endpoints/{name}"): Rule(
+        MANAGE, path={"name": endpoint}, json={"description": "changed"}
+    ),
+    ("DELETE", "/endpoints/{name}"): Rule(MANAGE, 204, path={"name": fresh_endpoint}),
+    ("PUT", "/endpoints/{name}/deployment"): Rule(MANAGE, path={"name": endpoint}, json=deployment),
+    ("PUT", "/endpoints/{name}/consumers/{org}"): Rule(
+        MANAGE, path={"name": endpoint, "org": GRANT_ORG}, json={"rate_per_minute": 100}
+    ),
+    ("DELETE", "/endpoints/{name}/consumers/{org}"): Rule(
+        MANAGE, path={"name": endpoint, "org": consumer_org}
+    ),
+    ("GET", "/endpoints/{name}/usage"): Rule(MANAGE, path={"name": endpoint}),
+    ("GET", "/endpoints/{name}/stats"): Rule(READ, path={"name": endpoint}),
+    ("GET", "/endpoints/{name}/records"): Rule(MANAGE, path={"name": endpoint}),
+    ("POST", "/endpoints/{name}/predict"): Rule(
+        CALL, path={"name": endpoint}, json={"data": [[0.1, 0.2, 0.3]]}
+    ),
+    ("POST", "/endpoints/{name}/feedback"): Rule(
+        CALL,
+        path={"name": endpoint},
+        json=lambda case: {"request_id": f"{case.space.version_id}-x", "reward": 1.0},
+    ),
 }

@@ -171,6 +171,10 @@ def check_models(world: World, role: str) -> None:
     _check_scoped(world, role, "/models", "model")
 
 
+def check_endpoints(world: World, role: str) -> None:
+    _check_scoped(world, role, "/endpoints", "endpoint")
+
+
 def check_algorithms(world: World, role: str) -> None:
     r = world.call(role, "GET", "/algorithms")
     assert r.status_code == 200
@@ -212,6 +216,7 @@ LIST_CHECKS: dict[str, Callable[[World, str], None]] = {
     "/tasks": check_tasks,
     "/runs": check_runs,
     "/models": check_models,
+    "/endpoints": check_endpoints,
     "/algorithms": check_algorithms,
     "/orgs": check_orgs,
     "/users": check_users,

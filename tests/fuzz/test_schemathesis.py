@@ -166,6 +166,29 @@ def _seeds(world: World) -> Seeds:
             },
             "POST /api/v1/runs/{run_id}/predictions": {"run_id": logged()},
             "POST /api/v1/runs/{run_id}/end": {"run_id": logged()},
+            **{
+                f"{method} /api/v1/endpoints/{{name}}{suffix}": {
+                    "name": [sp.endpoint for sp in spaces],
+                    "org": [GRANT_ORG],
+                }
+                for method, suffix in [
+                    ("GET", ""),
+                    ("PATCH", ""),
+                    ("PUT", "/deployment"),
+                    ("PUT", "/consumers/{org}"),
+                    ("DELETE", "/consumers/{org}"),
+                    ("GET", "/usage"),
+                    ("GET", "/stats"),
+                    ("GET", "/records"),
+                    ("POST", "/predict"),
+                    ("POST", "/feedback"),
+                ]
+            },
+            "DELETE /api/v1/endpoints/{name}": {
+                "name": several(
+                    lambda: world.new_endpoint(private, world.spaces["private"].version_id)
+                )
+            },
             "DELETE /api/v1/models/{model_id}": {
                 "model_id": several(lambda: world.new_model(private))
             },
@@ -186,6 +209,8 @@ def _hints(world: World) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
         "media_type": "text/csv",
         "body": world.predictions_csv(world.spaces["private"].task_id),
     }
+    version_id = world.spaces["private"].version_id
+    targets = [{"version_id": version_id, "weight": 100}]
     model_name = world.ok("owner", "GET", f"/models/{world.spaces['private'].model_id}")["name"]
     return {
         "POST /api/v1/auth/login": st.just({"body": {"username": "viewer", "password": PASSWORD}}),
@@ -230,6 +255,14 @@ def _hints(world: World) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
         ),
         "GET /api/v1/models/resolve": st.just({"query": {"ref": model_name}}),
         "PUT /api/v1/models/{model_id}/aliases/{alias}": st.just({"body": {"version": 1}}),
+        "POST /api/v1/projects/{project_id}/endpoints": _names("e").map(
+            lambda n: {"body": {"name": n, "targets": targets}}
+        ),
+        "PUT /api/v1/endpoints/{name}/deployment": st.just({"body": {"targets": targets}}),
+        "POST /api/v1/endpoints/{name}/predict": st.just({"body": {"data": [[0.1, 0.2, 0.3]]}}),
+        "POST /api/v1/endpoints/{name}/feedback": st.just(
+            {"body": {"request_id": f"{version_id}-x", "reward": 1.0}}
+        ),
     }
 
 

@@ -15,6 +15,7 @@ from openmaas.api.metrics import ApiMetrics, MetricsMiddleware
 from openmaas.api.routes import (
     algorithms,
     datasets,
+    endpoints,
     identity,
     models,
     orgs,
@@ -25,6 +26,7 @@ from openmaas.api.routes import (
 )
 from openmaas.config import Settings, get_settings
 from openmaas.domain.context import Platform
+from openmaas.serving.runtime import ServingRuntime
 
 log = logging.getLogger("openmaas")
 
@@ -38,6 +40,8 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if app.state.serving.ready:
+            app.state.serving.stop()
         platform.store.dispose()
 
     app = FastAPI(
@@ -60,6 +64,7 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
         },
     )
     app.state.platform = platform
+    app.state.serving = ServingRuntime(platform)
     metrics = ApiMetrics()
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     handlers.install(app)
@@ -72,6 +77,7 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
 
     for module in (
         identity, orgs, projects, datasets, tasks, algorithms, runs, run_uploads, models,
+        endpoints,
     ):  # fmt: skip
         api.include_router(module.router)
     app.include_router(api)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from openmaas.api.schemas import In, Out
+from openmaas.domain.endpoints import EndpointView
 from openmaas.domain.models import ModelView, VersionView
 
 
@@ -115,3 +116,98 @@ class ModelEventOut(Out):
     version: int | None
     alias: str | None
     details: dict[str, Any]
+
+
+class TargetIn(In):
+    version_id: int = Field(ge=1, le=2**31 - 1)
+    weight: int = Field(default=0, ge=0, le=100)
+    shadow: bool = False
+
+
+class EndpointIn(In):
+    name: str = Field(min_length=1, max_length=64)
+    targets: list[TargetIn] = Field(min_length=1, max_length=20)
+    description: str = Field(default="", max_length=100_000)
+    audience: str = Field(default="project", max_length=16)
+    routing: dict[str, Any] | None = None
+    limits: dict[str, Any] | None = None
+    monitoring: dict[str, Any] | None = None
+
+
+class EndpointPatch(In):
+    description: str | None = Field(default=None, max_length=100_000)
+    audience: str | None = Field(default=None, max_length=16)
+    limits: dict[str, Any] | None = None
+    monitoring: dict[str, Any] | None = None
+
+
+class DeploymentIn(In):
+    targets: list[TargetIn] = Field(min_length=1, max_length=20)
+    routing: dict[str, Any] | None = None
+
+
+class ConsumerIn(In):
+    rate_per_minute: int | None = Field(default=None, ge=1, le=10**9)
+
+
+class TargetOut(Out):
+    version_id: int
+    model: str
+    version: int
+    weight: int
+    shadow: bool
+
+
+class EndpointOut(Out):
+    id: int
+    name: str
+    project_id: int
+    project: str
+    description: str
+    audience: str
+    routing: dict[str, Any]
+    limits: dict[str, Any]
+    monitoring: dict[str, Any]
+    generation: int
+    targets: list[TargetOut]
+    consumers: dict[str, int | None]
+    url: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, v: EndpointView) -> EndpointOut:
+        e = v.endpoint
+        return cls(
+            id=e.id, name=e.name, project_id=e.project_id, project=v.project,
+            description=e.description, audience=e.audience, routing=e.routing, limits=e.limits,
+            monitoring=e.monitoring, generation=e.generation,
+            targets=[TargetOut(**t.__dict__) for t in v.targets], consumers=v.consumers,
+            url=f"/api/v1/endpoints/{e.name}/predict", created_at=e.created_at,
+            updated_at=e.updated_at,
+        )  # fmt: skip
+
+
+class UsageOut(Out):
+    day: str
+    consumer: str
+    requests: int
+    rows: int
+    errors: int
+
+
+class StatOut(Out):
+    version_id: int
+    window_start: datetime
+    state: dict[str, Any]
+
+
+class RecordOut(Out):
+    id: int
+    kind: str
+    request_id: str
+    version_id: int | None
+    at: datetime
+    consumer: str
+    latency_ms: float | None
+    body: dict[str, Any]

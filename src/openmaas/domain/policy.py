@@ -138,3 +138,30 @@ def decide(
             details={"required_role": needed.name, "role": role.name if role else None},
         )
     return role
+
+
+@dataclass(frozen=True)
+class EndpointAccess:
+    """What the policy needs to know to let someone call an endpoint."""
+
+    project: ProjectAccess
+    audience: str  # "project" | "consumers" | "public"
+    consumers: frozenset[int] = frozenset()  # consumer organisation ids
+
+
+def decide_call(principal: Principal, target: EndpointAccess) -> int | None:
+    """Allow a call (predict, feedback) or raise; returns the consumer organisation the
+    call counts for (its rate limit applies), or None.
+
+    Callers who may not call a non-public endpoint do not learn it exists (404).
+    A token needs the ``predict`` scope; a predict-only token is enough.
+    """
+    consumer = None
+    if target.audience == "consumers":
+        consumer = next((o for o in principal.org_roles if o in target.consumers), None)
+    invisible = role_on(principal, target.project) is None and consumer is None
+    if target.audience != "public" and invisible:
+        raise NotFound("endpoint not found")
+    if principal.authenticated:
+        _needs_scope(principal, "predict")
+    return consumer

@@ -79,6 +79,9 @@ class Space:
     task_id: int
     run_id: int  # trained by a worker when the world is built with running_world
     model_id: int = 0  # a registered model with one uploaded LightGBM version
+    version_id: int = 0  # that version's id
+    endpoint: str = ""  # an endpoint serving it to the project's members
+    endpoint_id: int = 0
 
 
 @dataclass
@@ -149,6 +152,12 @@ class World:
                 params={"filename": "model.txt"}, content=tiny_lightgbm(),
             )  # fmt: skip
         return model_id
+
+    def new_endpoint(self, project_id: int, version_id: int, *, name: str | None = None) -> str:
+        name = name or self.unique("endpoint")
+        body = {"name": name, "targets": [{"version_id": version_id, "weight": 100}]}
+        self.ok("owner", "POST", f"/projects/{project_id}/endpoints", json=body)
+        return name
 
     def new_logged_run(self, task_id: int, *, role: str = "owner") -> int:
         """A running logged run, for ``role`` to log to."""
@@ -259,7 +268,12 @@ def build_world(http: httpx.Client, admin_token: str, admin_password: str) -> Wo
         task_id = world.new_task(project_id, dataset_id, name="people-holdout")
         run_id = world.new_run(task_id)
         model_id = world.new_model(project_id)
-        world.spaces[visibility] = Space(project_id, dataset_id, task_id, run_id, model_id)
+        version_id = int(world.ok("owner", "GET", f"/models/{model_id}/versions")["items"][0]["id"])
+        endpoint = world.new_endpoint(project_id, version_id, name=f"serve-{visibility}")
+        endpoint_id = int(world.ok("owner", "GET", f"/endpoints/{endpoint}")["id"])
+        world.spaces[visibility] = Space(
+            project_id, dataset_id, task_id, run_id, model_id, version_id, endpoint, endpoint_id
+        )
     return world
 
 

@@ -1,0 +1,543 @@
+"""The serving runtime: deployments, warm models and callers cached in memory.
+
+The request path (``predict``, ``feedback``) never touches the metadata store:
+deployments, models and tokens are cached; usage, monitoring windows, bandit
+statistics and the sampled request log are aggregated in memory. A background
+thread syncs both ways every ``serving_sync_s`` seconds: it reloads endpoints
+whose ``generation`` moved (loading new versions before switching, so a switch
+never fails a request) and adds this replica's counters to the store's.
+
+A cached token is trusted for ``serving_token_ttl_s`` seconds, so a revoked
+token stops working on every replica within that time plus one sync.
+Rate limits are token buckets per consumer, per replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from sqlalchemy import select, update
+
+from openmaas.domain.context import Platform
+from openmaas.domain.identity import resolve_token, token_hash
+from openmaas.domain.models import materialize
+from openmaas.domain.policy import EndpointAccess, decide_call
+from openmaas.domain.principal import ANONYMOUS, Principal
+from openmaas.domain.projects import access_of
+from openmaas.errors import InvalidInput, NotFound, OpenMaaSError, Unauthenticated
+from openmaas.ml import flavors
+from openmaas.ml.bandits import ArmStats, Bandit, EpsilonGreedy, ThompsonSampling, TrafficSplit
+from openmaas.ml.flavors.signature import Signature
+from openmaas.serving import inputs
+from openmaas.store.metadata.tables import (
+    Endpoint,
+    EndpointArm,
+    EndpointConsumer,
+    EndpointRecord,
+    EndpointStat,
+    EndpointTarget,
+    EndpointUsage,
+    ModelFile,
+    ModelVersion,
+    Project,
+)
+
+log = logging.getLogger("openmaas.serving")
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+MAX_LOGGED_BODY = 64 * 1024
+
+
+class TooManyRequests(OpenMaaSError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            f"rate limit exceeded; retry in {math.ceil(retry_after)} s",
+            details={"retry_after": math.ceil(retry_after)},
+        )
+        self.retry_after = math.ceil(retry_after)
+
+
+@dataclass
+class Deployment:
+    """One endpoint as a replica serves it (an immutable snapshot but for the router)."""
+
+    id: int
+    name: str
+    generation: int
+    access: EndpointAccess
+    consumer_limits: dict[int, int | None]
+    limits: dict[str, Any]
+    monitoring: dict[str, Any]
+    signature: Signature
+    live: list[int]
+    shadows: list[int]
+    router: TrafficSplit | Bandit
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _window(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts - ts % 60, UTC)
+
+
+class ServingRuntime:
+    def __init__(self, platform: Platform, *, only: str | None = None) -> None:
+        self.platform = platform
+        self.only = only
+        self.settings = platform.settings
+        self.deployments: dict[str, Deployment] = {}
+        self.predictors: dict[int, flavors.Predictor] = {}
+        self._tokens: dict[str, tuple[Principal, float]] = {}
+        self._buckets: dict[tuple[int, str], list[float]] = {}
+        self._lock = threading.Lock()
+        self._usage: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        self._stats: dict[tuple[int, int, datetime], dict[str, Any]] = {}
+        self._records: list[EndpointRecord] = []
+        self._rng = np.random.default_rng()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ready = False
+        self.cache_dir = self.settings.tmp_dir / f"serving-{uuid.uuid4().hex[:8]}"
+
+    # Lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.sync()
+        self._thread = threading.Thread(target=self._loop, name="serving-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.serving_sync_s):
+            try:
+                self.sync()
+            except Exception:  # keep serving what is loaded; try again next period
+                log.exception("serving sync failed")
+
+    def sync(self) -> None:
+        self.flush()
+        self.refresh()
+        self.ready = True
+
+    # Loading deployments -------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Reload endpoints whose generation changed; drop deleted ones."""
+        store = self.platform.store
+        with store.read() as s:
+            query = select(Endpoint.name, Endpoint.generation)
+            if self.only is not None:
+                query = query.where(Endpoint.name == self.only)
+            current = dict(s.execute(query).all())
+        for name in list(self.deployments):
+            if name not in current:
+                del self.deployments[name]
+        for name, generation in current.items():
+            old = self.deployments.get(name)
+            if old is None or old.generation != generation or self._access_stale(old):
+                self.deployments[name] = self._load(name, old)
+        self._sync_bandits()
+        wanted = {v for d in self.deployments.values() for v in (*d.live, *d.shadows)}
+        for version_id in list(self.predictors):
+            if version_id not in wanted:
+                del self.predictors[version_id]
+
+    def _sync_bandits(self) -> None:
+        """Route with every replica's rewards (the store holds their sum)."""
+        bandits = {
+            d.id: d.router for d in self.deployments.values() if isinstance(d.router, Bandit)
+        }
+        if not bandits:
+            return
+        shared: dict[int, dict[int, tuple[float, float]]] = defaultdict(dict)
+        with self.platform.store.read() as s:
+            rows = s.scalars(select(EndpointArm).where(EndpointArm.endpoint_id.in_(bandits)))
+            for r in rows:
+                shared[r.endpoint_id][r.version_id] = (r.pulls, r.reward_sum)
+        for endpoint_id, router in bandits.items():
+            if shared.get(endpoint_id):
+                router.sync(_arm_stats(shared[endpoint_id]))
+
+    def _access_stale(self, d: Deployment) -> bool:
+        """Project grants and members change without a generation bump: re-read them
+        every few syncs (cheap: two small queries per endpoint)."""
+        return random.random() < 0.2
+
+    def _load(self, name: str, old: Deployment | None) -> Deployment:
+        with self.platform.store.read() as s:
+            ep = s.scalar(select(Endpoint).where(Endpoint.name == name))
+            if ep is None:
+                raise NotFound(f"endpoint {name!r} not found")
+            project = s.get(Project, ep.project_id)
+            assert project is not None
+            consumers = dict(
+                s.execute(
+                    select(EndpointConsumer.org_id, EndpointConsumer.rate_limit_per_minute).where(
+                        EndpointConsumer.endpoint_id == ep.id
+                    )
+                ).all()
+            )
+            targets = s.execute(
+                select(EndpointTarget, ModelVersion)
+                .join(ModelVersion, ModelVersion.id == EndpointTarget.version_id)
+                .where(EndpointTarget.endpoint_id == ep.id)
+                .order_by(EndpointTarget.id)
+            ).all()
+            files = {
+                v.id: list(s.scalars(select(ModelFile).where(ModelFile.version_id == v.id)))
+                for _, v in targets
+                if v.id not in self.predictors
+            }
+            arms = dict(
+                (r.version_id, (r.pulls, r.reward_sum))
+                for r in s.scalars(select(EndpointArm).where(EndpointArm.endpoint_id == ep.id))
+            )
+            access = EndpointAccess(access_of(s, project), ep.audience, frozenset(consumers))
+            routing, limits, monitoring = dict(ep.routing), dict(ep.limits), dict(ep.monitoring)
+            generation, endpoint_id = ep.generation, ep.id
+        for _, v in targets:  # load new versions before switching to them
+            if v.id not in self.predictors:
+                sig = Signature.from_dict(v.signature)
+                directory = materialize(self.platform, files[v.id], self.cache_dir / str(v.id))
+                self.predictors[v.id] = flavors.load(v.flavor, directory, sig.names)
+        live = [t.version_id for t, _ in targets if not t.shadow]
+        shadows = [t.version_id for t, _ in targets if t.shadow]
+        signature = Signature.from_dict(next(v for t, v in targets if not t.shadow).signature)
+        router = self._router(routing, live, [t.weight for t, _ in targets if not t.shadow], old)
+        if isinstance(router, Bandit) and arms:
+            router.sync(_arm_stats(arms))
+        return Deployment(
+            endpoint_id, name, generation, access, consumers, limits, monitoring, signature,
+            live, shadows, router,
+        )  # fmt: skip
+
+    @staticmethod
+    def _router(
+        routing: dict[str, Any], live: list[int], weights: list[int], old: Deployment | None
+    ) -> TrafficSplit | Bandit:
+        arms = [str(v) for v in live]
+        if routing.get("mode") == "bandit":
+            if old is not None and isinstance(old.router, Bandit) and old.router.arms == arms:
+                return old.router
+            if routing.get("policy") == "epsilon_greedy":
+                return EpsilonGreedy(arms, epsilon=routing.get("epsilon", 0.1))
+            return ThompsonSampling(arms)
+        return TrafficSplit(dict(zip(arms, weights, strict=True)))
+
+    # Callers -------------------------------------------------------------------------
+
+    def principal(self, authorization: str | None, client_addr: str | None) -> Principal:
+        if not authorization:
+            return ANONYMOUS
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise Unauthenticated("use 'Authorization: Bearer <token>'")
+        key = token_hash(secret)
+        now = time.monotonic()
+        cached = self._tokens.get(key)
+        if cached is not None and now - cached[1] < self.settings.serving_token_ttl_s:
+            return cached[0]
+        principal = resolve_token(self.platform, secret, client_addr)
+        if len(self._tokens) > 100_000:
+            self._tokens.clear()
+        self._tokens[key] = (principal, now)
+        return principal
+
+    def _admit(self, d: Deployment, principal: Principal, consumer: str, org: int | None) -> None:
+        limit = d.consumer_limits.get(org) if org is not None else None
+        limit = limit or d.limits.get("rate_per_minute")
+        if not limit:
+            return
+        now = time.monotonic()
+        key = (d.id, consumer)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = [float(limit), now]
+        rate = limit / 60.0
+        bucket[0] = min(float(limit), bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if bucket[0] < 1.0:
+            raise TooManyRequests((1.0 - bucket[0]) / rate)
+        bucket[0] -= 1.0
+
+    # The request path ----------------------------------------------------------------
+
+    def deployment(self, name: str) -> Deployment:
+        d = self.deployments.get(name)
+        if d is None:
+            raise NotFound(f"endpoint {name!r} not found")
+        return d
+
+    def predict(
+        self, name: str, authorization: str | None, body: bytes, client_addr: str | None = None
+    ) -> Answer:
+        start = time.perf_counter()
+        d = self.deployments.get(name)
+        consumer = "anonymous"
+        version = 0
+        rows = 0
+        try:
+            d = self.deployment(name)
+            principal = self.principal(authorization, client_addr)
+            org = decide_call(principal, d.access)
+            consumer = principal.username
+            self._admit(d, principal, consumer, org)
+            if len(body) > self.settings.serving_max_body_bytes:
+                raise InvalidInput(
+                    f"the body is {len(body)} bytes; the limit is "
+                    f"{self.settings.serving_max_body_bytes}"
+                )
+            obj = inputs.parse_body(body)
+            max_rows = d.limits.get("max_rows") or self.settings.serving_max_rows
+            version = int(d.live[int(d.router.choose_many(1, self._rng)[0])])
+            predictor = self.predictors[version]
+            if predictor.matrix_input:
+                X: Any = inputs.to_matrix(obj, d.signature, max_rows)
+            else:
+                X = inputs.to_frame(obj, d.signature, max_rows)
+            rows = len(X)
+            out = predictor.predict(X)
+            request_id = f"{version}-{uuid.uuid4().hex[:20]}"
+            answer: dict[str, Any] = {
+                "predictions": out.predictions,
+                "request_id": request_id,
+                "version": version,
+            }
+            if out.probabilities is not None:
+                answer["probabilities"] = out.probabilities
+                answer["classes"] = predictor.classes
+            payload = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+            for shadow in d.shadows:
+                self._shadow(d, shadow, X, out.predictions)
+        except OpenMaaSError as e:
+            self._account(d, version, consumer, rows, start, error=True)
+            return _error(e)
+        except Exception as e:  # a model that fails on this input: the caller's 422
+            log.warning("prediction failed on %s: %s", name, e)
+            self._account(d, version, consumer, rows, start, error=True)
+            return _error(InvalidInput(f"the model could not predict these rows: {e}"))
+        self._account(d, version, consumer, rows, start, error=False)
+        if self._rng.random() < d.monitoring.get("sample_rate", 0.0):
+            self._log(d, "request", request_id, version, consumer, start, body, payload)
+        return Answer(200, payload)
+
+    def _shadow(self, d: Deployment, version: int, X: Any, live: np.ndarray) -> None:
+        start = time.perf_counter()
+        try:
+            out = self.predictors[version].predict(X)
+            diff = np.abs(np.asarray(out.predictions, float) - np.asarray(live, float))
+            state = self._state(d.id, version)
+            state["shadow_rows"] = state.get("shadow_rows", 0) + len(diff)
+            state["shadow_abs_diff_sum"] = state.get("shadow_abs_diff_sum", 0.0) + float(diff.sum())
+            state["shadow_disagree"] = state.get("shadow_disagree", 0) + int((diff > 1e-9).sum())
+            self._account(d, version, "shadow", len(diff), start, error=False, usage=False)
+        except Exception:
+            self._account(d, version, "shadow", 0, start, error=True, usage=False)
+
+    def feedback(
+        self, name: str, authorization: str | None, body: bytes, client_addr: str | None = None
+    ) -> Answer:
+        """A reward (bandits) and/or a label (live quality) for an earlier request."""
+        try:
+            d = self.deployment(name)
+            principal = self.principal(authorization, client_addr)
+            decide_call(principal, d.access)
+            obj = inputs.parse_body(body)
+            request_id = obj.get("request_id")
+            if not isinstance(request_id, str) or "-" not in request_id:
+                raise InvalidInput("request_id must be the id a prediction answered with")
+            head = request_id.split("-", 1)[0]
+            if not head.isdigit() or int(head) not in (*d.live, *d.shadows):
+                raise InvalidInput(
+                    f"request_id {request_id[:60]!r} is not from a version this endpoint serves"
+                )
+            version = int(head)
+            reward = obj.get("reward")
+            if reward is not None:
+                if not isinstance(reward, int | float) or not math.isfinite(reward):
+                    raise InvalidInput(
+                        "reward must be a finite number", details={"field": "reward"}
+                    )
+                if isinstance(d.router, Bandit):
+                    d.router.update(str(version), float(reward))
+                state = self._state(d.id, version)
+                state["feedback"] = state.get("feedback", 0) + 1
+                state["reward_sum"] = state.get("reward_sum", 0.0) + float(reward)
+            start = time.perf_counter()
+            self._log(d, "feedback", request_id, version, principal.username, start, body, b"")
+        except OpenMaaSError as e:
+            return _error(e)
+        return Answer(200, orjson.dumps({"request_id": request_id, "accepted": True}))
+
+    # Accounting ----------------------------------------------------------------------
+
+    def _state(self, endpoint_id: int, version: int) -> dict[str, Any]:
+        key = (endpoint_id, version, _window(time.time()))
+        state = self._stats.get(key)
+        if state is None:
+            buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+            state = self._stats[key] = {
+                "requests": 0, "errors": 0, "rows": 0, "latency_ms_sum": 0.0,
+                "latency_buckets": buckets,
+            }  # fmt: skip
+        return state
+
+    def _account(
+        self,
+        d: Deployment | None,
+        version: int,
+        consumer: str,
+        rows: int,
+        start: float,
+        *,
+        error: bool,
+        usage: bool = True,
+    ) -> None:
+        if d is None:
+            return
+        ms = (time.perf_counter() - start) * 1000
+        state = self._state(d.id, version)
+        state["requests"] += 1
+        state["errors"] += int(error)
+        state["rows"] += rows
+        state["latency_ms_sum"] += ms
+        i = next((k for k, b in enumerate(LATENCY_BUCKETS_MS) if ms <= b), len(LATENCY_BUCKETS_MS))
+        state["latency_buckets"][i] += 1
+        if usage:
+            day = datetime.now(UTC).strftime("%Y-%m-%d")
+            counts = self._usage[(d.id, day, consumer[:80])]
+            counts[0] += 1
+            counts[1] += rows
+            counts[2] += int(error)
+
+    def _log(
+        self,
+        d: Deployment,
+        kind: str,
+        request_id: str,
+        version: int,
+        consumer: str,
+        start: float,
+        body: bytes,
+        payload: bytes,
+    ) -> None:
+        if len(self._records) > 10_000:
+            return
+        try:
+            request = orjson.loads(body) if len(body) <= MAX_LOGGED_BODY else {"truncated": True}
+            response = orjson.loads(payload) if payload and len(payload) <= MAX_LOGGED_BODY else {}
+        except orjson.JSONDecodeError:
+            request, response = {}, {}
+        self._records.append(
+            EndpointRecord(
+                endpoint_id=d.id, kind=kind, request_id=request_id, version_id=version,
+                consumer=consumer[:80], latency_ms=(time.perf_counter() - start) * 1000,
+                body={"request": request, "response": response},
+            )
+        )  # fmt: skip
+
+    def flush(self) -> None:
+        """Add this replica's counters to the store's (one transaction)."""
+        with self._lock:
+            usage, self._usage = self._usage, defaultdict(lambda: [0, 0, 0])
+            stats, self._stats = self._stats, {}
+            records, self._records = self._records, []
+            arms = {
+                d.id: d.router.flush()
+                for d in self.deployments.values()
+                if isinstance(d.router, Bandit)
+            }
+        if not (usage or stats or records or arms):
+            return
+        with self.platform.store.write() as s:
+            for (endpoint_id, day, consumer), (req, rows, err) in usage.items():
+                changed = s.execute(
+                    update(EndpointUsage)
+                    .where(EndpointUsage.endpoint_id == endpoint_id, EndpointUsage.day == day,
+                           EndpointUsage.consumer == consumer)
+                    .values(requests=EndpointUsage.requests + req, rows=EndpointUsage.rows + rows,
+                            errors=EndpointUsage.errors + err)
+                ).rowcount  # fmt: skip
+                if not changed and s.get(Endpoint, endpoint_id) is not None:
+                    s.add(EndpointUsage(endpoint_id=endpoint_id, day=day, consumer=consumer,
+                                        requests=req, rows=rows, errors=err))  # fmt: skip
+            for (endpoint_id, version, window), state in stats.items():
+                row = s.scalar(
+                    select(EndpointStat).where(
+                        EndpointStat.endpoint_id == endpoint_id,
+                        EndpointStat.version_id == version,
+                        EndpointStat.window_start == window,
+                    )
+                )
+                if row is None:
+                    if s.get(Endpoint, endpoint_id) is not None:
+                        s.add(EndpointStat(endpoint_id=endpoint_id, version_id=version,
+                                           window_start=window, state=state))  # fmt: skip
+                else:
+                    row.state = _merge(dict(row.state), state)
+            s.add_all(r for r in records if s.get(Endpoint, r.endpoint_id) is not None)
+            for endpoint_id, delta in arms.items():
+                if s.get(Endpoint, endpoint_id) is None:
+                    continue
+                for arm, pulls, reward in zip(delta.arms, delta.pulls, delta.rewards, strict=True):
+                    if not pulls:
+                        continue
+                    pulls, reward = float(pulls), float(reward)
+                    row = s.get(EndpointArm, (endpoint_id, int(arm)))
+                    if row is None:
+                        s.add(EndpointArm(endpoint_id=endpoint_id, version_id=int(arm),
+                                          pulls=pulls, reward_sum=reward))  # fmt: skip
+                    else:
+                        row.pulls += pulls
+                        row.reward_sum += reward
+
+
+def _arm_stats(arms: dict[int, tuple[float, float]]) -> ArmStats:
+    keys = sorted(arms)
+    return ArmStats(
+        [str(k) for k in keys], [int(arms[k][0]) for k in keys], [arms[k][1] for k in keys]
+    )
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    for key, value in b.items():
+        if isinstance(value, list):
+            old = a.get(key) or [0] * len(value)
+            a[key] = [x + y for x, y in zip(old, value, strict=False)]
+        elif isinstance(value, int | float):
+            a[key] = a.get(key, 0) + value
+    return a
+
+
+def _error(e: OpenMaaSError) -> Answer:
+    body = orjson.dumps({"error": e.to_dict()})
+    headers = []
+    if isinstance(e, TooManyRequests):
+        headers.append(("retry-after", str(e.retry_after)))
+    return Answer(e.status, body, headers)

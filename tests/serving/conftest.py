@@ -1,0 +1,3 @@
+"""Serving tests use the registry tests' model files."""
+
+from tests.models.conftest import booster, cancer, model_txt  # noqa: F401
