@@ -264,3 +264,15 @@ def test_boosters_onnx_cannot_express_are_refused(params: dict[str, Any], messag
     booster = lgb.train({**params, "verbosity": -1}, lgb.Dataset(X, target), num_boost_round=5)
     with pytest.raises(InvalidInput, match=message):
         export_onnx(booster)
+
+
+def test_predictor_takes_a_frame_by_column_name(binary: Any) -> None:
+    X, y = binary
+    pipe = _pipeline("linear", "binary", X, y)
+    onnx_model = OnnxPredictor(export_onnx(pipe))
+    shuffled = X[list(reversed(X.columns))].assign(extra="ignored")
+    np.testing.assert_allclose(
+        onnx_model.predict_proba(shuffled), pipe.predict_proba(X), atol=TOL, rtol=0
+    )
+    with pytest.raises(InvalidInput, match="the input has no column 'mean_radius'"):
+        onnx_model.predict(X.drop(columns="mean_radius"))

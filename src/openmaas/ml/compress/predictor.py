@@ -22,7 +22,8 @@ __all__ = ["OnnxPredictor"]
 class OnnxPredictor:
     """Predictions of a model written by :func:`~.onnx_export.export_onnx` (or quantised).
 
-    ``X`` is a 2-D float array whose columns are :attr:`feature_names`, in order.
+    ``X`` is a 2-D float array whose columns are :attr:`feature_names`, in order,
+    or a DataFrame holding those columns (by name; other columns are ignored).
     :attr:`task` is ``classification`` (``predict`` gives labels from
     :attr:`classes`, ``predict_proba`` their probabilities) or ``regression``
     (``predict`` gives ``(n,)`` values, or ``(n, targets)`` for several).
@@ -65,7 +66,7 @@ class OnnxPredictor:
         return int(shape[1]) if len(shape) == 2 and isinstance(shape[1], int) else 1
 
     def _run(self, X: Any) -> npt.NDArray[np.float64]:
-        array = np.asarray(X)
+        array = self._columns(X) if hasattr(X, "columns") else np.asarray(X)
         if array.ndim != 2 or array.shape[1] != self.n_features:
             raise InvalidInput(
                 f"expected a 2-D array of {self.n_features} feature columns; "
@@ -80,6 +81,18 @@ class OnnxPredictor:
         feed = {INPUT: np.ascontiguousarray(array, dtype=self._dtype)}
         out: npt.NDArray[np.float64] = self.session.run([self._output], feed)[0]
         return out
+
+    def _columns(self, frame: Any) -> npt.NDArray[Any]:
+        """A DataFrame's feature columns, by name, in the model's order (others are ignored)."""
+        missing = [name for name in self.feature_names if name not in frame.columns]
+        if missing:
+            raise InvalidInput(
+                f"the input has no column {missing[0]!r}", details={"column": missing[0]}
+            )
+        try:
+            return np.asarray(frame[self.feature_names].to_numpy(dtype=np.float64))
+        except (TypeError, ValueError) as e:
+            raise InvalidInput(f"the feature columns must hold numbers: {e}") from e
 
     def predict_proba(self, X: Any) -> npt.NDArray[np.float64]:
         """Class probabilities ``(n, classes)``, columns in the order of :attr:`classes`."""
