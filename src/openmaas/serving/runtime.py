@@ -89,6 +89,18 @@ class Deployment:
 
 
 @dataclass
+class Call:
+    """A checked request waiting for its model (replicas batch these)."""
+
+    deployment: Deployment
+    version: int
+    X: Any
+    consumer: str
+    start: float
+    body: bytes
+
+
+@dataclass
 class Answer:
     status: int
     body: bytes
@@ -297,11 +309,23 @@ class ServingRuntime:
     def predict(
         self, name: str, authorization: str | None, body: bytes, client_addr: str | None = None
     ) -> Answer:
+        """One request end to end (the embedded server's path; replicas batch instead)."""
+        call = self.prepare(name, authorization, body, client_addr)
+        if isinstance(call, Answer):
+            return call
+        try:
+            out = self.predictors[call.version].predict(call.X)
+        except Exception as e:
+            return self.failed(call, e)
+        return self.finish(call, out)
+
+    def prepare(
+        self, name: str, authorization: str | None, body: bytes, client_addr: str | None = None
+    ) -> Call | Answer:
+        """Everything before the model: the caller, limits, routing, the input matrix."""
         start = time.perf_counter()
         d = self.deployments.get(name)
         consumer = "anonymous"
-        version = 0
-        rows = 0
         try:
             d = self.deployment(name)
             principal = self.principal(authorization, client_addr)
@@ -321,30 +345,40 @@ class ServingRuntime:
                 X: Any = inputs.to_matrix(obj, d.signature, max_rows)
             else:
                 X = inputs.to_frame(obj, d.signature, max_rows)
-            rows = len(X)
-            out = predictor.predict(X)
-            request_id = f"{version}-{uuid.uuid4().hex[:20]}"
-            answer: dict[str, Any] = {
-                "predictions": out.predictions,
-                "request_id": request_id,
-                "version": version,
-            }
-            if out.probabilities is not None:
-                answer["probabilities"] = out.probabilities
-                answer["classes"] = predictor.classes
-            payload = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
-            for shadow in d.shadows:
-                self._shadow(d, shadow, X, out.predictions)
         except OpenMaaSError as e:
-            self._account(d, version, consumer, rows, start, error=True)
+            self._account(d, 0, consumer, 0, start, error=True)
             return _error(e)
-        except Exception as e:  # a model that fails on this input: the caller's 422
-            log.warning("prediction failed on %s: %s", name, e)
-            self._account(d, version, consumer, rows, start, error=True)
-            return _error(InvalidInput(f"the model could not predict these rows: {e}"))
-        self._account(d, version, consumer, rows, start, error=False)
+        return Call(d, version, X, consumer, start, body)
+
+    def failed(self, call: Call, e: Exception) -> Answer:
+        """A model that fails on these rows: the caller's 422, the replica lives on."""
+        log.warning("prediction failed on %s: %s", call.deployment.name, e)
+        self._account(call.deployment, call.version, call.consumer, len(call.X), call.start,
+                      error=True)  # fmt: skip
+        return _error(InvalidInput(f"the model could not predict these rows: {e}"))
+
+    def finish(self, call: Call, out: flavors.Output) -> Answer:
+        """The answer for ``call`` from the model's output; shadows and accounting."""
+        d, version = call.deployment, call.version
+        request_id = f"{version}-{uuid.uuid4().hex[:20]}"
+        answer: dict[str, Any] = {
+            "predictions": out.predictions,
+            "request_id": request_id,
+            "version": version,
+        }
+        if out.probabilities is not None:
+            answer["probabilities"] = out.probabilities
+            answer["classes"] = self.predictors[version].classes
+        try:
+            payload = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError as e:  # e.g. an object-dtype output of a custom model
+            return self.failed(call, e)
+        for shadow in d.shadows:
+            self._shadow(d, shadow, call.X, out.predictions)
+        self._account(d, version, call.consumer, len(call.X), call.start, error=False)
         if self._rng.random() < d.monitoring.get("sample_rate", 0.0):
-            self._log(d, "request", request_id, version, consumer, start, body, payload)
+            self._log(d, "request", request_id, version, call.consumer, call.start, call.body,
+                      payload)  # fmt: skip
         return Answer(200, payload)
 
     def _shadow(self, d: Deployment, version: int, X: Any, live: np.ndarray) -> None:
