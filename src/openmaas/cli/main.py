@@ -23,6 +23,7 @@ from openmaas.cli import (
     auth,
     credentials,
     datasets,
+    models,
     orgs,
     output,
     projects,
@@ -159,6 +160,7 @@ app.add_typer(tasks.app, name="task", rich_help_panel="Data and tasks")
 app.add_typer(algorithms.app, name="algo", rich_help_panel="Training")
 app.add_typer(runs.app, name="run", rich_help_panel="Training")
 app.command("leaderboard", rich_help_panel="Training")(runs.leaderboard)
+app.add_typer(models.app, name="model", rich_help_panel="Models")
 LOCAL_PANEL = "Server administration (local, no server needed)"
 admin.register(app, panel=LOCAL_PANEL)
 app.command("worker", rich_help_panel=LOCAL_PANEL)(worker.worker)

@@ -5,6 +5,8 @@
     ds = client.datasets.upload("demo/public", "iris.csv", name="iris", target="species")
     df = client.datasets.to_pandas(ds.id)
     run = client.runs.create(task_id, "lightgbm", {"n_estimators": 200}).wait()
+    client.models.register_run(client.models.create("demo/public", "iris"), run)
+    client.models.load("demo/public/iris").predict(df)  # or "iris@production" ...
 
 Everything the REST API offers is here; errors are the classes of
 ``openmaas.errors`` (``NotFound``, ``PermissionDenied`` ...).
@@ -17,18 +19,23 @@ from typing import Any
 import httpx
 
 from openmaas.client._http import Http
+from openmaas.client.endpoints import Endpoint, Endpoints, Prediction
+from openmaas.client.local_model import LocalModel
 from openmaas.client.models import (
     Algorithm,
     Dataset,
     DatasetVersion,
     Leaderboard,
     LeaderboardEntry,
+    Model,
+    ModelVersion,
     Page,
     Project,
     Record,
     Run,
     Task,
 )
+from openmaas.client.registry import Models
 from openmaas.client.resources import (
     Datasets,
     Orgs,
@@ -60,6 +67,8 @@ class Client:
         self.users = Users(self._http)
         self.algorithms = Algorithms(self._http)
         self.runs = Runs(self._http, self.projects)
+        self.endpoints = Endpoints(self._http, self.projects)
+        self.models = Models(self._http, self.projects)
 
     @property
     def token(self) -> str | None:
@@ -95,9 +104,14 @@ __all__ = [
     "Client",
     "Dataset",
     "DatasetVersion",
+    "Endpoint",
     "Leaderboard",
     "LeaderboardEntry",
+    "LocalModel",
+    "Model",
+    "ModelVersion",
     "Page",
+    "Prediction",
     "Project",
     "Record",
     "Run",

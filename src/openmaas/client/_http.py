@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from openmaas.errors import OpenMaaSError, RateLimited, error_class_for
+from openmaas.errors import InvalidFile, OpenMaaSError, RateLimited, error_class_for
 
 Progress = Callable[[int, int | None], None]
 CHUNK = 1 << 20
@@ -102,20 +103,43 @@ class Http:
         return r.json()
 
     def download(
-        self, path: str, dest: BinaryIO, params: dict[str, Any], progress: Progress | None = None
+        self,
+        path: str,
+        dest: BinaryIO,
+        params: dict[str, Any],
+        progress: Progress | None = None,
+        *,
+        sha256: str | None = None,
     ) -> int:
+        """Stream a response body into ``dest``; returns the number of bytes.
+
+        With ``sha256``, the body must hash to it, and to the ``X-Content-SHA256``
+        the server sent, or :class:`InvalidFile` is raised (``dest`` then holds junk).
+        """
         clean = {k: v for k, v in params.items() if v is not None}
         with self.client.stream("GET", self.base + path, params=clean, headers=self.headers()) as r:
             if not r.is_success:
                 r.read()
                 raise_for_error(r)
             total = int(r.headers["content-length"]) if "content-length" in r.headers else None
+            sent = r.headers.get("x-content-sha256")
+            digest = hashlib.sha256()
             done = 0
             for chunk in r.iter_bytes(CHUNK):
                 dest.write(chunk)
+                if sha256 is not None:
+                    digest.update(chunk)
                 done += len(chunk)
                 if progress:
                     progress(done, total)
+        if sha256 is not None:
+            got = digest.hexdigest()
+            if got != sha256 or (sent is not None and sent != sha256):
+                raise InvalidFile(
+                    f"{path}: the download does not match its checksum (expected {sha256}, "
+                    f"server sent {sent or 'none'}, received {got}); try again",
+                    details={"expected": sha256, "received": got},
+                )
         return done
 
     def close(self) -> None:

@@ -259,3 +259,63 @@ class Run(Record):
 
     def delete(self) -> None:
         self._client().delete(self)
+
+
+class Model(Record):
+    """A registered model: its card, latest version number and aliases (``{alias: version}``)."""
+
+    id: int
+    project_id: int
+    project: str  # "org/project"
+    name: str
+    description: str
+    intended_use: str
+    licence: str | None
+    citation: str | None
+    tags: list[str]
+    latest_version: int
+    aliases: dict[str, int]
+
+    @property
+    def full_name(self) -> str:
+        """``org/project/name``: a reference no other project's model can shadow."""
+        return f"{self._data['project']}/{self._data['name']}"
+
+
+class ModelVersion(Record):
+    """One immutable version of a model: flavour, signature, files and lineage."""
+
+    id: int
+    model_id: int
+    model: str
+    project: str
+    version: int
+    flavor: str  # pipeline, lightgbm, skops, onnx, pickle
+    source: str  # run, upload, mlflow ...
+    description: str
+    signature: dict[str, Any]  # {"inputs": [{name, kind}], "outputs": {...}}
+    task_type: str | None
+    metrics: dict[str, Any]
+    size_bytes: int
+    aliases: list[str]
+    lineage: dict[str, int | None]
+    files: list[dict[str, Any]]  # {path, size_bytes, digest}
+
+    def __repr__(self) -> str:
+        return f"ModelVersion({self.ref!r})"
+
+    @property
+    def ref(self) -> str:
+        """``org/project/name@version``, the reference that always means this version."""
+        d = self._data
+        return f"{d['project']}/{d['model']}@{d['version']}"
+
+    @property
+    def input_names(self) -> list[str]:
+        return [str(c["name"]) for c in self._data["signature"].get("inputs", [])]
+
+    @property
+    def classes(self) -> list[Any] | None:
+        """The class labels of a classifier, in the order of its probability columns."""
+        classes = (self._data["signature"].get("outputs") or {}).get("classes")
+        return None if classes is None else list(classes)
