@@ -101,7 +101,12 @@ def test_upload_alias_and_load_predict_like_the_booster(
         "lab/study/cancer@2",
     )
     assert v2.metrics["mlflow"]["mlflow_version"] == "3.17.2"
-    assert [v.version for v in admin.models.versions(model)] == [2, 1]
+    archive = tmp_path / "mlflow_model.zip"
+    archive.write_bytes(model_files.mlflow_zip(booster))
+    v3 = admin.models.upload(model, archive, description="zipped")
+    assert (v3.version, v3.source, v3.input_names) == (3, "mlflow", FEATURES)
+    assert [v.version for v in admin.models.versions(model)] == [3, 2, 1]
+    assert [v.version for v in admin.models.versions(model, limit=1, offset=1)] == [2]
     assert admin.models.version(model, 1) == v1
 
     after = admin.models.set_alias(model, "production", 2)
