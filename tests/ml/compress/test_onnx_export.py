@@ -276,3 +276,25 @@ def test_predictor_takes_a_frame_by_column_name(binary: Any) -> None:
     )
     with pytest.raises(InvalidInput, match="the input has no column 'mean_radius'"):
         onnx_model.predict(X.drop(columns="mean_radius"))
+
+
+def test_lightgbm_regressor_is_exact_on_large_targets_and_missing_values(regression: Any) -> None:
+    """Targets in the millions: float32 trees would be off by ~0.1, double ones are not."""
+    X, y = regression
+    rows = X.to_numpy()  # column 1 has NaN in training: its splits send NaN a learnt way
+    params = {"objective": "regression", "num_leaves": 31, "verbosity": -1}
+    booster = lgb.train(params, lgb.Dataset(rows, y * 1e4 + 5e6), num_boost_round=300)
+    probe = rows.copy()
+    probe[::3, 0] = np.nan  # never missing in training: LightGBM reads NaN as 0.0
+    probe[1::3, 1] = np.nan
+    onnx_model = OnnxPredictor(export_onnx(booster))
+    np.testing.assert_allclose(onnx_model.predict(probe), booster.predict(probe), atol=TOL, rtol=0)
+
+
+def test_lightgbm_trees_without_a_split(regression: Any) -> None:
+    X, y = regression
+    rows = X.to_numpy()
+    params = {"objective": "regression", "min_data_in_leaf": len(rows), "verbosity": -1}
+    booster = lgb.train(params, lgb.Dataset(rows, y), num_boost_round=3)
+    onnx_model = OnnxPredictor(export_onnx(booster))
+    np.testing.assert_allclose(onnx_model.predict(rows), booster.predict(rows), atol=TOL, rtol=0)

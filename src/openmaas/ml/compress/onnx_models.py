@@ -1,8 +1,9 @@
 """Fitted estimators as ONNX graphs (:class:`~.onnx_graph.Part` s), one converter per kind.
 
-- LightGBM (a catalog model or a bare ``lightgbm.Booster``): onnxmltools, which
-  reads float32 only; a catalog model is cut to its ``best_iteration_`` first,
-  as its ``predict`` is;
+- LightGBM (a catalog model or a bare ``lightgbm.Booster``): regressors in
+  double precision by :mod:`.onnx_lightgbm`, classifiers by onnxmltools (float32
+  input, probabilities to ~1e-7); a catalog model is cut to its
+  ``best_iteration_`` first, as its ``predict`` is;
 - scikit-learn models behind the catalog's ``linear``, ``random_forest`` and
   ``extra_trees``: skl2onnx, class probabilities as a plain tensor
   (``zipmap=False``); trees read float32 as scikit-learn's trees do, linear
@@ -23,6 +24,7 @@ import numpy as np
 from openmaas.errors import InvalidInput
 from openmaas.ml.compress._extras import require
 from openmaas.ml.compress.onnx_graph import ML_OPSET, OPSET, Graph, Part
+from openmaas.ml.compress.onnx_lightgbm import convert_regressor
 
 __all__ = ["convert_booster", "convert_estimator"]
 
@@ -56,6 +58,10 @@ def convert_booster(booster: Any, classes: np.ndarray | None = None) -> Part:
     onnxmltools = require("onnxmltools")
     types = require("onnxmltools.convert.common.data_types")
     _check_booster(booster)
+    if classes is None:
+        exact = convert_regressor(booster)
+        if exact is not None:
+            return exact
     try:
         model = onnxmltools.convert_lightgbm(
             booster,
@@ -72,39 +78,7 @@ def convert_booster(booster: Any, classes: np.ndarray | None = None) -> Part:
             classes = np.arange(width, dtype=np.int64)
         return Part(model, onnx.TensorProto.FLOAT, "probabilities", "classification",
                     "lightgbm", classes=np.asarray(classes))  # fmt: skip
-    _double_precision(model)
-    return Part(model, onnx.TensorProto.DOUBLE, outputs[-1], "regression", "lightgbm")
-
-
-def _double_precision(model: Any) -> None:
-    """Make a float tree-ensemble regressor compare and add in double, in place.
-
-    A regressor sums hundreds of leaf values onto a base of the target's size,
-    and float32 sums drift past 1e-4 on targets in the hundreds; ai.onnx.ml
-    opset 3 takes thresholds and weights as double tensors (the output stays
-    float32, about 7 significant digits).
-    """
-    onnx = require("onnx")
-    for node in model.graph.node:
-        if node.op_type != "TreeEnsembleRegressor":
-            continue
-        attributes = []
-        for a in node.attribute:
-            if a.name in _DOUBLE_ATTRIBUTES and a.floats:
-                values = np.asarray(a.floats, dtype=np.float64)
-                tensor = onnx.numpy_helper.from_array(values)
-                attributes.append(onnx.helper.make_attribute(f"{a.name}_as_tensor", tensor))
-            else:
-                attributes.append(a)
-        del node.attribute[:]
-        node.attribute.extend(attributes)
-    for opset in model.opset_import:
-        if opset.domain == "ai.onnx.ml":
-            opset.version = max(opset.version, ML_OPSET)
-    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
-
-
-_DOUBLE_ATTRIBUTES = frozenset({"nodes_values", "target_weights", "base_values", "nodes_hitrates"})
+    return Part(model, onnx.TensorProto.FLOAT, outputs[-1], "regression", "lightgbm")
 
 
 def _check_booster(booster: Any) -> None:
