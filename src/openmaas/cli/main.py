@@ -28,6 +28,7 @@ from openmaas.cli import (
     output,
     projects,
     runs,
+    serve,
     tasks,
     tokens,
     users,
@@ -164,3 +165,4 @@ app.add_typer(models.app, name="model", rich_help_panel="Models")
 LOCAL_PANEL = "Server administration (local, no server needed)"
 admin.register(app, panel=LOCAL_PANEL)
 app.command("worker", rich_help_panel=LOCAL_PANEL)(worker.worker)
+app.command("serve-endpoint", rich_help_panel=LOCAL_PANEL)(serve.serve_endpoint)

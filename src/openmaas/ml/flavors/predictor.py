@@ -198,6 +198,14 @@ class OnnxPredictor(Predictor):
         self.input = inputs[0]
         self.dtype = np.float64 if "double" in self.input.type else np.float32
         self.outputs = [o.name for o in self.session.get_outputs()]
+        if len(self.outputs) > 1 and self.n_features is not None:
+            # the class count shows only in an answer: learn it from one row of zeros
+            try:
+                self.predict(np.zeros((1, self.n_features)))
+            except Exception as e:
+                raise InvalidFile(
+                    f"model.onnx does not predict on {self.n_features} inputs: {e}"
+                ) from None
 
     @property
     def n_features(self) -> int | None:

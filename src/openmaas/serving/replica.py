@@ -1,0 +1,120 @@
+"""``openmaas serve-endpoint``: a stateless replica as a bare ASGI app.
+
+The request path is as short as we can make it: no framework routing or
+validation layers, the body read straight into bytes, JSON parsed by orjson
+into a float matrix, the model call micro-batched (:mod:`.batcher`), the answer
+serialised by orjson. Everything else (callers, limits, routing, accounting)
+is the shared :class:`~.runtime.ServingRuntime`.
+
+Probes: ``GET /healthz`` (the process answers), ``GET /readyz`` (deployments
+loaded). On SIGTERM uvicorn stops accepting connections and finishes the
+requests in flight before the lifespan shutdown flushes the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from openmaas.errors import InvalidInput, NotFound, PayloadTooLarge
+from openmaas.serving.batcher import Batcher
+from openmaas.serving.runtime import Answer, ServingRuntime, _error
+
+log = logging.getLogger("openmaas.serving")
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+JSON = [(b"content-type", b"application/json")]
+PREFIX = "/api/v1/endpoints/"
+
+
+class ReplicaApp:
+    def __init__(self, runtime: ServingRuntime, *, max_batch_rows: int = 4096) -> None:
+        self.runtime = runtime
+        self.batcher = Batcher(self._predict, max_rows=max_batch_rows)
+
+    def _predict(self, version: int, X: Any) -> Any:
+        return self.runtime.predictors[version].predict(X)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            answer = await self._http(scope, receive)
+            headers = [*JSON, *((k.encode(), v.encode()) for k, v in answer.headers)]
+            await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer.body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await loop.run_in_executor(None, self.runtime.start)
+                except Exception as e:
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await loop.run_in_executor(None, self.runtime.stop)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive) -> Answer:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "GET":
+            if path == "/healthz":
+                return Answer(200, b'{"status":"ok"}')
+            if path == "/readyz":
+                ready = self.runtime.ready
+                return Answer(200 if ready else 503, orjson.dumps({"ready": ready}))
+            if path == "/metrics":
+                return Answer(200, generate_latest(), [("content-type", CONTENT_TYPE_LATEST)])
+        if method == "POST" and path.startswith(PREFIX):
+            name, _, action = path[len(PREFIX) :].partition("/")
+            if action in ("predict", "feedback"):
+                auth = client = None
+                for key, value in scope["headers"]:
+                    if key == b"authorization":
+                        auth = value.decode("latin-1")
+                if scope.get("client"):
+                    client = scope["client"][0]
+                try:
+                    body = await self._body(receive)
+                except InvalidInput as e:
+                    return _error(e)
+                if action == "feedback":
+                    return self.runtime.feedback(name, auth, body, client)
+                call = self.runtime.prepare(name, auth, body, client)
+                if isinstance(call, Answer):
+                    return call
+                try:
+                    out = await self.batcher.submit(call.version, call.X)
+                except Exception as e:
+                    return self.runtime.failed(call, e)
+                return self.runtime.finish(call, out)
+        return _error(NotFound(f"no route {method} {path[:200]}"))
+
+    async def _body(self, receive: Receive) -> bytes:
+        limit = self.runtime.settings.serving_max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidInput("the client went away mid-request")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
