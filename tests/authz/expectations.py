@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from openmaas.testing.scoring import ROWS_CSV, finished_score_job, new_score_job, scoring_body
 from openmaas.testing.world import (
     CSV,
     GRANT_ORG,
@@ -269,6 +270,21 @@ def deployment(case: Case) -> dict[str, Any]:
     return {"targets": [{"version_id": case.space.version_id, "weight": 100}]}
 
 
+def scoring_input(case: Case) -> dict[str, Any]:
+    """A dataset version with the columns the space's model reads."""
+    return scoring_body(case.world, case.space)
+
+
+def score_job(case: Case) -> int:
+    """A scoring job ``owner`` queued on the space's model."""
+    return new_score_job(case.world, case.space)
+
+
+def scored_job(case: Case) -> int:
+    """A scoring job ``owner`` queued that a worker has run (made once per space)."""
+    return finished_score_job(case.world, case.space)
+
+
 def fresh_org(case: Case) -> str:
     return case.world.new_org()
 
@@ -493,4 +509,18 @@ EXPECTATIONS: dict[tuple[str, str], Rule] = {
         path={"name": endpoint},
         json=lambda case: {"request_id": f"{case.space.version_id}-x", "reward": 1.0},
     ),
+    # Batch scoring: with a version, a contribution to the model's project; through an
+    # endpoint, whoever may call it. A job is read by its creator and maintainers (``audit``).
+    ("POST", "/models/{model_id}/versions/{version}/score"): Rule(CREATE, 201, json=scoring_input),
+    ("POST", "/models/{model_id}/versions/{version}/score/upload"): Rule(
+        CREATE, 201, params={"format": "csv"}, content=ROWS_CSV.encode()
+    ),
+    ("POST", "/endpoints/{name}/score"): Rule(
+        CALL, 201, path={"name": endpoint}, json=scoring_input
+    ),
+    ("POST", "/endpoints/{name}/score/upload"): Rule(
+        CALL, 201, path={"name": endpoint}, params={"format": "csv"}, content=ROWS_CSV.encode()
+    ),
+    ("GET", "/scoring/{job_id}"): Rule(MANAGE, path={"job_id": score_job}),
+    ("GET", "/scoring/{job_id}/result"): Rule(MANAGE, path={"job_id": scored_job}),
 }

@@ -22,6 +22,7 @@ from openmaas.api.routes import (
     projects,
     run_uploads,
     runs,
+    scoring,
     tasks,
 )
 from openmaas.config import Settings, get_settings
@@ -77,7 +78,7 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
 
     for module in (
         identity, orgs, projects, datasets, tasks, algorithms, runs, run_uploads, models,
-        endpoints,
+        endpoints, scoring,
     ):  # fmt: skip
         api.include_router(module.router)
     app.include_router(api)

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from openmaas.domain import scoring
 from openmaas.domain.context import Platform
 from openmaas.store.artifacts.gc import collect_garbage
 from openmaas.store.metadata.tables import BLOB_COLUMNS
@@ -16,6 +17,7 @@ def referenced_digests(platform: Platform) -> set[str]:
     with platform.store.read() as s:
         for column in BLOB_COLUMNS:
             out.update(d for d in s.scalars(select(column).distinct()) if d)
+        out |= scoring.referenced_digests(s)  # kept in the jobs' JSON, not in a column
     return out
 
 
