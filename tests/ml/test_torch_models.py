@@ -293,6 +293,53 @@ def test_ncf_full_ranking_matches_pair_scores_and_masks_exclusions() -> None:
     assert set(top[2]) <= set(model.items_)  # unknown users get a ranking from the biases
 
 
+def test_ncf_embedding_l2_leaves_rows_outside_the_batch_alone_unlike_weight_decay() -> None:
+    pairs = _users_items()
+    parent = NCF(model="gmf", loss="bpr", epochs=2, n_factors=4, patience=0).fit(pairs)
+    rows = parent.module_.state_dict()["gmf_user.weight"]
+    one_user = pairs[pairs.user == "u0"]  # fine-tuning on new interactions of u0 only
+    u0 = int(np.searchsorted(parent.users_, "u0")) + 1
+    others = torch.ones(len(rows), dtype=torch.bool)
+    others[[0, u0]] = False
+
+    def tuned(**penalty: float) -> torch.Tensor:
+        child = clone(parent).set_params(epochs=3, **penalty).fit(one_user, init_model=parent)
+        return child.module_.state_dict()["gmf_user.weight"]
+
+    l2 = tuned(embedding_l2=0.5)
+    assert torch.equal(l2[others], rows[others])
+    assert l2[u0].norm() < tuned()[u0].norm()  # the penalty shrinks the rows it uses
+    decayed = tuned(weight_decay=0.5)
+    assert bool((decayed[others].norm(dim=1) < rows[others].norm(dim=1)).all())
+
+
+@pytest.mark.parametrize("tower", ["gmf", "mlp", "neumf"])
+@pytest.mark.parametrize("loss", ["bce", "bpr"])
+def test_ncf_embedding_l2_shrinks_every_embedding(tower: str, loss: str) -> None:
+    pairs = _users_items()
+
+    def norms(penalty: float) -> list[float]:
+        model = NCF(model=tower, loss=loss, embedding_l2=penalty, epochs=3, n_factors=4,
+                    width=8, learning_rate=0.05, patience=0).fit(pairs)  # fmt: skip
+        tables = model.module_.state_dict().items()
+        return [float(w.norm()) for k, w in tables if k.endswith(("_user.weight", "_item.weight"))]
+
+    for plain, penalised in zip(norms(0.0), norms(0.5), strict=True):
+        assert penalised < 0.8 * plain
+
+
+def test_ncf_embedding_l2_is_tuned_on_a_log_scale_and_checked() -> None:
+    (space,) = [h for h in NCF.search_space() if h.name == "embedding_l2"]
+    assert (space.low, space.high, space.log) == (1e-4, 1e-1, True)
+    assert check_params(NCF, {"embedding_l2": 1e-2})["embedding_l2"] == 1e-2
+    with pytest.raises(
+        InvalidInput,
+        match=r"hyperparameter 'embedding_l2' of algorithm 'ncf' must be a number in "
+        r"\[0, 10\]; got -0.1 \(float\)",
+    ):
+        check_params(NCF, {"embedding_l2": -0.1})
+
+
 def test_ncf_explicit_ratings_predict_in_rating_units() -> None:
     pairs = _users_items()
     ratings = 1.0 + (pairs["item"] % 5)
