@@ -27,10 +27,12 @@ stores, no database, no HTTP here: callers (the model registry) load and save.
   catalog model, or a ``lightgbm.Booster``, as ONNX bytes. One double input
   ``input`` ``[N, features]``; one double output, ``probabilities`` (classifiers)
   or ``prediction`` (regressors); metadata with the feature names, classes,
-  task and source (:mod:`.onnx_graph`). Predictions match the native model's
-  within 1e-4 (classifier probabilities to ~1e-7; regressors to float32
-  precision of the target, ~1e-7 relative). Text, datetime or categorical
-  columns, category embeddings and algorithms without a converter raise
+  task and source (:mod:`.onnx_graph`). Each part computes in the precision
+  its native model does: LightGBM (our converter, :mod:`.onnx_lightgbm`) and
+  linear models in double, so to ~1e-12; scikit-learn trees and the dnn in
+  float32 as they do natively (~1e-7 relative). Text, datetime or categorical
+  columns, category embeddings, LightGBM features ONNX cannot express exactly
+  and algorithms without a converter raise
   :class:`~openmaas.errors.InvalidInput` naming why.
 - :class:`OnnxPredictor` (:mod:`.predictor`): ``predict``/``predict_proba`` on
   a 2-D float32/float64 array, ``feature_names``, ``classes``, ``task``.

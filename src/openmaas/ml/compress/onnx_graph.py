@@ -8,7 +8,7 @@ for regressors, both double. Metadata (``metadata_props``, see :data:`META`)
 holds the format, the task, the feature names, the classes and the source
 model kind, so a server can validate and decode without the original model.
 
-Converters (skl2onnx, onnxmltools, ours for torch) each produce a model whose
+Converters (skl2onnx; ours for LightGBM and torch) each produce a model whose
 graph reads one tensor; :func:`assemble` renames it under ``model/``, puts the
 preprocessing graph (``prep/``) in front and the output contract behind. All
 parts target :data:`OPSET`: converters declare the highest operator version
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["FORMAT", "META", "OPSET", "Graph", "Part", "assemble", "decode_classes"]
 
 OPSET = 15
-"""Default-domain opset of every exported model (the highest onnxmltools supports)."""
+"""Default-domain opset of every exported model (widely supported by ONNX Runtime)."""
 ML_OPSET = 3
 FORMAT = "1"
 META = {

@@ -1,18 +1,22 @@
-"""LightGBM regressors as one double-precision ``ai.onnx.ml.TreeEnsemble`` (opset 5).
+"""LightGBM boosters as one double-precision ``ai.onnx.ml.TreeEnsemble`` (opset 5).
 
-onnxmltools writes ``TreeEnsembleRegressor`` (ai.onnx.ml opset 1), whose
-thresholds, leaf values and output are float32: summed over hundreds of trees
-onto a base the size of the target, predictions of a target in the thousands
-drift by more than 1e-4. Opset 5's ``TreeEnsemble`` computes in double, so this
-module writes one straight from the booster's own dump (thresholds and leaf
-values as LightGBM stores them) and the predictions are LightGBM's to the last
-few bits. Classifiers keep onnxmltools: probabilities are within 1e-7 there.
+onnxmltools writes ``TreeEnsembleRegressor``/``Classifier`` (ai.onnx.ml opset 1),
+whose thresholds, leaf values and outputs are float32: summed over hundreds of
+trees onto a base the size of the target, predictions of a target in the
+thousands drift by more than 1e-4, and values needing more than 7 digits
+(amounts, identifiers) land on the wrong side of splits. It also converts
+``multiclassova``, zero-as-missing splits and linear trees silently wrong.
+Opset 5's ``TreeEnsemble`` computes in double, so this module writes one
+straight from the booster's own dump (thresholds and leaf values as LightGBM
+stores them): predictions are LightGBM's to ~1e-15. Objectives: regression
+ones (identity or exp link), ``binary`` (sigmoid) and ``multiclass``
+(softmax); others raise :class:`InvalidInput`.
 
 LightGBM's numerical split, for a value ``x``: with missing type ``NaN`` a NaN
 goes the default side; with missing type ``None`` a NaN is read as 0.0;
 otherwise ``x <= threshold`` goes left. Both map onto TreeEnsemble's
 "missing value tracks true" flag. Splits LightGBM reads differently (zero as
-missing, categories, linear leaves) are refused before this module is reached.
+missing, categories) and linear leaves are refused.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from openmaas.errors import InvalidInput
 from openmaas.ml.compress._extras import require
-from openmaas.ml.compress.onnx_graph import OPSET, Part
+from openmaas.ml.compress.onnx_graph import OPSET, Graph, Part
 
-__all__ = ["TRANSFORMS", "convert_regressor"]
+__all__ = ["TRANSFORMS", "convert_booster"]
 
 TRANSFORMS: dict[str, str | None] = {
     **dict.fromkeys(
@@ -41,49 +46,64 @@ _SUM = 1  # aggregate_function
 _INPUT = "features"
 
 
-def convert_regressor(booster: Any) -> Part | None:
-    """A double-precision part for a one-output regression booster; None for other kinds."""
+def convert_booster(booster: Any, classes: np.ndarray | None = None) -> Part:
+    """The booster's part; ``classes`` label a classifier's columns (default ``0..k-1``)."""
     dump = booster.dump_model()
-    objective = str(dump.get("objective", "")).split(" ")[0]
-    if objective not in TRANSFORMS or dump.get("num_tree_per_iteration", 1) != 1:
-        return None
+    words = str(dump.get("objective", "")).split(" ")
+    objective, options = words[0], dict(w.split(":", 1) for w in words[1:] if ":" in w)
+    per_round = int(dump.get("num_tree_per_iteration", 1))
+    if objective in TRANSFORMS and per_round == 1:
+        task = "regression"
+    elif (objective == "binary" and per_round == 1) or objective == "multiclass":
+        task = "classification"
+    else:
+        supported = ", ".join(["binary", "multiclass", *TRANSFORMS])
+        raise InvalidInput(
+            f"cannot export to ONNX: LightGBM objective {objective!r} is not supported; "
+            f"supported: {supported}",
+            details={"reason": "objective", "objective": objective},
+        )
+    _check_trees(dump)
     onnx = require("onnx")
     helper, numpy_helper, tp = onnx.helper, onnx.numpy_helper, onnx.TensorProto
     nodes = _Nodes()
-    roots = [nodes.add_tree(tree["tree_structure"]) for tree in dump["tree_info"]]
-    ensemble = helper.make_node(
-        "TreeEnsemble",
-        [_INPUT],
-        ["raw"],
-        name="tree_ensemble",
-        domain="ai.onnx.ml",
-        n_targets=1,
-        aggregate_function=_SUM,
-        post_transform=0,
-        tree_roots=roots,
-        nodes_featureids=nodes.features,
-        nodes_splits=numpy_helper.from_array(np.asarray(nodes.splits, dtype=np.float64)),
-        nodes_modes=numpy_helper.from_array(np.full(len(nodes.splits), _LEQ, dtype=np.uint8)),
-        nodes_truenodeids=nodes.true_ids,
-        nodes_trueleafs=nodes.true_leafs,
-        nodes_falsenodeids=nodes.false_ids,
-        nodes_falseleafs=nodes.false_leafs,
-        nodes_missing_value_tracks_true=nodes.missing_true,
-        leaf_targetids=[0] * len(nodes.leaves),
-        leaf_weights=numpy_helper.from_array(np.asarray(nodes.leaves, dtype=np.float64)),
+    roots, targets = [], []
+    for i, tree in enumerate(dump["tree_info"]):
+        first_leaf = len(nodes.leaves)
+        roots.append(nodes.add_tree(tree["tree_structure"]))
+        targets += [i % per_round] * (len(nodes.leaves) - first_leaf)
+    g = Graph("lightgbm/")
+    g.nodes.append(
+        helper.make_node(
+            "TreeEnsemble",
+            [_INPUT],
+            ["lightgbm/raw"],
+            name="lightgbm/trees",
+            domain="ai.onnx.ml",
+            n_targets=per_round,
+            aggregate_function=_SUM,
+            post_transform=0,
+            tree_roots=roots,
+            nodes_featureids=nodes.features,
+            nodes_splits=numpy_helper.from_array(np.asarray(nodes.splits, dtype=np.float64)),
+            nodes_modes=numpy_helper.from_array(np.full(len(nodes.splits), _LEQ, np.uint8)),
+            nodes_truenodeids=nodes.true_ids,
+            nodes_trueleafs=nodes.true_leafs,
+            nodes_falsenodeids=nodes.false_ids,
+            nodes_falseleafs=nodes.false_leafs,
+            nodes_missing_value_tracks_true=nodes.missing_true,
+            leaf_targetids=targets,
+            leaf_weights=numpy_helper.from_array(np.asarray(nodes.leaves, dtype=np.float64)),
+        )
     )
-    graph_nodes = [ensemble]
-    output = "raw"
-    transform = TRANSFORMS[objective]
-    if transform is not None:
-        graph_nodes.append(helper.make_node(transform, ["raw"], ["value"], name="transform"))
-        output = "value"
-    n_features = booster.num_feature()
+    output = _link(g, "lightgbm/raw", objective, float(options.get("sigmoid", 1.0)))
+    width = 2 if objective == "binary" else per_round
     graph = helper.make_graph(
-        graph_nodes,
+        g.nodes,
         "lightgbm",
-        [helper.make_tensor_value_info(_INPUT, tp.DOUBLE, ["N", n_features])],
-        [helper.make_tensor_value_info(output, tp.DOUBLE, ["N", 1])],
+        [helper.make_tensor_value_info(_INPUT, tp.DOUBLE, ["N", booster.num_feature()])],
+        [helper.make_tensor_value_info(output, tp.DOUBLE, ["N", width])],
+        initializer=g.initializers,
     )
     model = helper.make_model(
         graph,
@@ -91,7 +111,46 @@ def convert_regressor(booster: Any) -> Part | None:
         producer_name="openmaas",
     )
     model.ir_version = 8
-    return Part(model, tp.DOUBLE, output, "regression", "lightgbm")
+    if task == "regression":
+        return Part(model, tp.DOUBLE, output, "regression", "lightgbm")
+    labels = np.arange(width, dtype=np.int64) if classes is None else np.asarray(classes)
+    return Part(model, tp.DOUBLE, output, "classification", "lightgbm", classes=labels)
+
+
+def _check_trees(dump: dict[str, Any]) -> None:
+    for tree in dump["tree_info"]:
+        stack = [tree["tree_structure"]]
+        while stack:
+            node = stack.pop()
+            if "leaf_coeff" in node:
+                _refuse("linear trees (linear_tree=true)", "linear_tree")
+            if "split_index" not in node:
+                continue
+            if node.get("decision_type") != "<=":
+                _refuse("splits on categorical features", "categorical_split")
+            if node.get("missing_type") == "Zero":
+                _refuse("splits treating zero as missing (zero_as_missing=true)", "zero_as_missing")
+            stack += [node["left_child"], node["right_child"]]
+
+
+def _refuse(what: str, reason: str) -> None:
+    raise InvalidInput(
+        f"cannot export to ONNX: the LightGBM model has {what}, which has no exact ONNX form",
+        details={"reason": reason},
+    )
+
+
+def _link(g: Graph, raw: str, objective: str, sigmoid: float) -> str:
+    """Raw scores to predictions, as ``Booster.predict`` does."""
+    if objective == "binary":
+        scaled = g.op("Mul", [raw, g.const(sigmoid, np.float64, "sigmoid")], "scaled")
+        positive = g.op("Sigmoid", [scaled], "positive")
+        negative = g.op("Sub", [g.const(1.0, np.float64, "one"), positive], "negative")
+        return g.op("Concat", [negative, positive], "probabilities", axis=1)
+    if objective == "multiclass":
+        return g.op("Softmax", [raw], "probabilities", axis=1)
+    transform = TRANSFORMS[objective]
+    return raw if transform is None else g.op(transform, [raw], "value")
 
 
 class _Nodes:

@@ -1,8 +1,7 @@
 """Fitted estimators as ONNX graphs (:class:`~.onnx_graph.Part` s), one converter per kind.
 
-- LightGBM (a catalog model or a bare ``lightgbm.Booster``): regressors in
-  double precision by :mod:`.onnx_lightgbm`, classifiers by onnxmltools (float32
-  input, probabilities to ~1e-7); a catalog model is cut to its
+- LightGBM (a catalog model or a bare ``lightgbm.Booster``): in double
+  precision by :mod:`.onnx_lightgbm`; a catalog model is cut to its
   ``best_iteration_`` first, as its ``predict`` is;
 - scikit-learn models behind the catalog's ``linear``, ``random_forest`` and
   ``extra_trees``: skl2onnx, class probabilities as a plain tensor
@@ -24,9 +23,9 @@ import numpy as np
 from openmaas.errors import InvalidInput
 from openmaas.ml.compress._extras import require
 from openmaas.ml.compress.onnx_graph import ML_OPSET, OPSET, Graph, Part
-from openmaas.ml.compress.onnx_lightgbm import convert_regressor
+from openmaas.ml.compress.onnx_lightgbm import convert_booster
 
-__all__ = ["convert_booster", "convert_estimator"]
+__all__ = ["convert_estimator"]
 
 _INPUT = "features"
 
@@ -50,72 +49,6 @@ def convert_estimator(model: Any) -> Part:
         "Booster and the catalog algorithms lightgbm, linear, random_forest, extra_trees, dnn",
         details={"algorithm": name},
     )
-
-
-def convert_booster(booster: Any, classes: np.ndarray | None = None) -> Part:
-    """A LightGBM booster; classes default to ``0..k-1`` for a classifying objective."""
-    onnx = require("onnx")
-    onnxmltools = require("onnxmltools")
-    types = require("onnxmltools.convert.common.data_types")
-    _check_booster(booster)
-    if classes is None:
-        exact = convert_regressor(booster)
-        if exact is not None:
-            return exact
-    try:
-        model = onnxmltools.convert_lightgbm(
-            booster,
-            initial_types=[(_INPUT, types.FloatTensorType([None, booster.num_feature()]))],
-            zipmap=False,
-            target_opset=OPSET,
-        )
-    except (RuntimeError, NotImplementedError, ValueError) as e:
-        raise InvalidInput(f"cannot export the LightGBM model to ONNX: {e}") from e
-    outputs = [o.name for o in model.graph.output]
-    if "probabilities" in outputs:
-        width = _width(model, "probabilities")
-        if classes is None:
-            classes = np.arange(width, dtype=np.int64)
-        return Part(model, onnx.TensorProto.FLOAT, "probabilities", "classification",
-                    "lightgbm", classes=np.asarray(classes))  # fmt: skip
-    return Part(model, onnx.TensorProto.FLOAT, outputs[-1], "regression", "lightgbm")
-
-
-def _check_booster(booster: Any) -> None:
-    """InvalidInput for what onnxmltools would convert silently wrong (checked against it)."""
-    dump = booster.dump_model()
-    objective = str(dump.get("objective", "")).split(" ")[0]
-    if objective == "multiclassova":
-        _refuse("the one-vs-all objective multiclassova", "objective")
-    for tree in dump["tree_info"]:
-        stack = [tree["tree_structure"]]
-        while stack:
-            node = stack.pop()
-            if "leaf_coeff" in node:
-                _refuse("linear trees (linear_tree=true)", "linear_tree")
-            if "split_index" not in node:
-                continue
-            if node.get("decision_type") == "==":
-                _refuse("splits on categorical features", "categorical_split")
-            if node.get("missing_type") == "Zero":
-                _refuse("splits treating zero as missing (zero_as_missing=true)", "zero_as_missing")
-            stack += [node["left_child"], node["right_child"]]
-
-
-def _refuse(what: str, reason: str) -> None:
-    raise InvalidInput(
-        f"cannot export to ONNX: the LightGBM model has {what}, which has no exact ONNX form",
-        details={"reason": reason},
-    )
-
-
-def _width(model: Any, output: str) -> int:
-    for o in model.graph.output:
-        if o.name == output:
-            dims = o.type.tensor_type.shape.dim
-            if len(dims) == 2 and dims[1].dim_value:
-                return int(dims[1].dim_value)
-    raise ValueError(f"cannot tell the width of output {output!r}")
 
 
 def _convert_sklearn(model: Any) -> Part:
