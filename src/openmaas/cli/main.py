@@ -23,6 +23,7 @@ from openmaas.cli import (
     auth,
     credentials,
     datasets,
+    endpoints,
     models,
     orgs,
     output,
@@ -162,6 +163,7 @@ app.add_typer(algorithms.app, name="algo", rich_help_panel="Training")
 app.add_typer(runs.app, name="run", rich_help_panel="Training")
 app.command("leaderboard", rich_help_panel="Training")(runs.leaderboard)
 app.add_typer(models.app, name="model", rich_help_panel="Models")
+app.add_typer(endpoints.app, name="endpoint", rich_help_panel="Models")
 LOCAL_PANEL = "Server administration (local, no server needed)"
 admin.register(app, panel=LOCAL_PANEL)
 app.command("worker", rich_help_panel=LOCAL_PANEL)(worker.worker)
