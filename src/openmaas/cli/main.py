@@ -29,6 +29,7 @@ from openmaas.cli import (
     output,
     projects,
     runs,
+    scoring,
     serve,
     tasks,
     tokens,
@@ -163,6 +164,7 @@ app.add_typer(algorithms.app, name="algo", rich_help_panel="Training")
 app.add_typer(runs.app, name="run", rich_help_panel="Training")
 app.command("leaderboard", rich_help_panel="Training")(runs.leaderboard)
 app.add_typer(models.app, name="model", rich_help_panel="Models")
+app.command("score", rich_help_panel="Models")(scoring.score)
 app.add_typer(endpoints.app, name="endpoint", rich_help_panel="Models")
 LOCAL_PANEL = "Server administration (local, no server needed)"
 admin.register(app, panel=LOCAL_PANEL)

@@ -45,6 +45,7 @@ from openmaas.client.resources import (
     Users,
 )
 from openmaas.client.runs import Algorithms, RunFailed, Runs
+from openmaas.client.scoring import Scoring, ScoringFailed, ScoringJob
 
 
 class Client:
@@ -69,6 +70,7 @@ class Client:
         self.runs = Runs(self._http, self.projects)
         self.endpoints = Endpoints(self._http, self.projects)
         self.models = Models(self._http, self.projects)
+        self.scoring = Scoring(self._http, self.models)
 
     @property
     def token(self) -> str | None:
@@ -116,5 +118,7 @@ __all__ = [
     "Record",
     "Run",
     "RunFailed",
+    "ScoringFailed",
+    "ScoringJob",
     "Task",
 ]
