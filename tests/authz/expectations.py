@@ -500,6 +500,8 @@ EXPECTATIONS: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/endpoints/{name}/usage"): Rule(MANAGE, path={"name": endpoint}),
     ("GET", "/endpoints/{name}/stats"): Rule(READ, path={"name": endpoint}),
+    ("GET", "/endpoints/{name}/drift"): Rule(READ, path={"name": endpoint}),
+    ("GET", "/endpoints/{name}/quality"): Rule(READ, path={"name": endpoint}),
     ("GET", "/endpoints/{name}/records"): Rule(MANAGE, path={"name": endpoint}),
     ("POST", "/endpoints/{name}/predict"): Rule(
         CALL, path={"name": endpoint}, json={"data": [[0.1, 0.2, 0.3]]}

@@ -179,6 +179,8 @@ def _seeds(world: World) -> Seeds:
                     ("DELETE", "/consumers/{org}"),
                     ("GET", "/usage"),
                     ("GET", "/stats"),
+                    ("GET", "/drift"),
+                    ("GET", "/quality"),
                     ("GET", "/records"),
                     ("POST", "/predict"),
                     ("POST", "/feedback"),

@@ -11,7 +11,8 @@ from fastapi.responses import Response
 
 from openmaas import __version__
 from openmaas.api import handlers, schemas
-from openmaas.api.metrics import ApiMetrics, MetricsMiddleware
+from openmaas.api.deps import CtxDep
+from openmaas.api.metrics import ApiMetrics, MetricsMiddleware, endpoint_metrics
 from openmaas.api.routes import (
     algorithms,
     datasets,
@@ -84,8 +85,9 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
     app.include_router(api)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    def prometheus(ctx: CtxDep) -> Response:
         body, ctype = metrics.render()
+        body += endpoint_metrics(ctx, app.state.serving)
         return Response(body, media_type=ctype)
 
     return app

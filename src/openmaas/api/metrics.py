@@ -2,7 +2,9 @@
 
 Labels carry route templates (``/api/v1/datasets/{dataset_id}``), never the
 ids or names in a request path, so ``/metrics`` tells an anonymous reader
-nothing about private resources.
+nothing about private resources. Per-endpoint serving series
+(``openmaas_endpoint_*``) name endpoints, so each caller gets only those it
+may read (:func:`endpoint_metrics`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openmaas.domain.context import Ctx
+from openmaas.domain.monitoring import readable_endpoints
+from openmaas.serving.runtime import LATENCY_BUCKETS_MS, ServingRuntime
 
 
 class ApiMetrics:
@@ -33,6 +39,18 @@ class ApiMetrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def endpoint_metrics(ctx: Ctx, runtime: ServingRuntime) -> bytes:
+    """The embedded serving runtime's counters of the endpoints the caller may read.
+
+    Endpoint names are labels here, so each caller sees only the endpoints it
+    could list: an anonymous scrape shows those of public projects, a scrape
+    with a token (Prometheus ``authorization``) those its owner reads.
+    """
+    if not runtime.monitor.names:
+        return b""
+    return runtime.monitor.prometheus(readable_endpoints(ctx), LATENCY_BUCKETS_MS)
 
 
 class MetricsMiddleware:

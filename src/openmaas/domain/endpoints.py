@@ -53,7 +53,7 @@ AUDIENCES = ("project", "consumers", "public")
 ROUTING_MODES = ("split", "bandit")
 BANDIT_POLICIES = ("thompson", "epsilon_greedy")
 DEFAULT_LIMITS: dict[str, Any] = {"rate_per_minute": None, "max_rows": None}
-DEFAULT_MONITORING: dict[str, Any] = {"sample_rate": 0.01, "psi_threshold": 0.2}
+DEFAULT_MONITORING: dict[str, Any] = {"sample_rate": 0.01, "psi_threshold": 0.1}
 
 
 @dataclass(frozen=True)

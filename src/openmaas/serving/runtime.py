@@ -33,6 +33,7 @@ from sqlalchemy import select, update
 from openmaas.domain.context import Platform
 from openmaas.domain.identity import resolve_token, token_hash
 from openmaas.domain.models import materialize
+from openmaas.domain.monitoring import merge_monitor
 from openmaas.domain.policy import EndpointAccess, decide_call
 from openmaas.domain.principal import ANONYMOUS, Principal
 from openmaas.domain.projects import access_of
@@ -41,6 +42,7 @@ from openmaas.ml import flavors
 from openmaas.ml.bandits import ArmStats, Bandit, EpsilonGreedy, ThompsonSampling, TrafficSplit
 from openmaas.ml.flavors.signature import Signature
 from openmaas.serving import inputs
+from openmaas.serving.monitor import Monitor
 from openmaas.store.metadata.tables import (
     Endpoint,
     EndpointArm,
@@ -112,8 +114,11 @@ def _window(ts: float) -> datetime:
 
 
 class ServingRuntime:
-    def __init__(self, platform: Platform, *, only: str | None = None) -> None:
+    def __init__(
+        self, platform: Platform, *, only: str | None = None, window_s: float = 60.0
+    ) -> None:
         self.platform = platform
+        self.monitor = Monitor(platform, window_s=window_s)  # drift, quality, Prometheus
         self.only = only
         self.settings = platform.settings
         self.deployments: dict[str, Deployment] = {}
@@ -178,6 +183,7 @@ class ServingRuntime:
         for version_id in list(self.predictors):
             if version_id not in wanted:
                 del self.predictors[version_id]
+        self.monitor.refresh({d.id: d.name for d in self.deployments.values()}, self.predictors)
 
     def _sync_bandits(self) -> None:
         """Route with every replica's rewards (the store holds their sum)."""
@@ -376,6 +382,7 @@ class ServingRuntime:
         for shadow in d.shadows:
             self._shadow(d, shadow, call.X, out.predictions)
         self._account(d, version, call.consumer, len(call.X), call.start, error=False)
+        self.monitor.observe(d.id, version, call.X, out, request_id)
         if self._rng.random() < d.monitoring.get("sample_rate", 0.0):
             self._log(d, "request", request_id, version, call.consumer, call.start, call.body,
                       payload)  # fmt: skip
@@ -423,6 +430,8 @@ class ServingRuntime:
                 state = self._state(d.id, version)
                 state["feedback"] = state.get("feedback", 0) + 1
                 state["reward_sum"] = state.get("reward_sum", 0.0) + float(reward)
+            if obj.get("label") is not None:  # live quality: scored by the monitor
+                self.monitor.label(d.id, version, request_id, obj["label"])
             start = time.perf_counter()
             self._log(d, "feedback", request_id, version, principal.username, start, body, b"")
         except OpenMaaSError as e:
@@ -432,7 +441,7 @@ class ServingRuntime:
     # Accounting ----------------------------------------------------------------------
 
     def _state(self, endpoint_id: int, version: int) -> dict[str, Any]:
-        key = (endpoint_id, version, _window(time.time()))
+        key = (endpoint_id, version, self.monitor.window())
         state = self._stats.get(key)
         if state is None:
             buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
@@ -507,6 +516,7 @@ class ServingRuntime:
                 for d in self.deployments.values()
                 if isinstance(d.router, Bandit)
             }
+        self.monitor.collect(stats)  # adds drift, prediction and quality states
         if not (usage or stats or records or arms):
             return
         with self.platform.store.write() as s:
@@ -566,6 +576,8 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             a[key] = [x + y for x, y in zip(old, value, strict=False)]
         elif isinstance(value, int | float):
             a[key] = a.get(key, 0) + value
+        elif isinstance(value, dict):  # state["monitor"]
+            a[key] = merge_monitor(a.get(key), value)
     return a
 
 

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from openmaas.api import schemas
 from openmaas.api.deps import CtxDep, DbId, Limit, Offset, client_addr
+from openmaas.api.monitoring_schemas import DriftOut, QualityOut, WindowStatOut
 from openmaas.api.registry_schemas import (
     ConsumerIn,
     DeploymentIn,
@@ -16,11 +17,10 @@ from openmaas.api.registry_schemas import (
     EndpointOut,
     EndpointPatch,
     RecordOut,
-    StatOut,
     TargetIn,
     UsageOut,
 )
-from openmaas.domain import endpoints
+from openmaas.domain import endpoints, monitoring
 from openmaas.serving.runtime import ServingRuntime
 
 router = APIRouter(tags=["endpoints"])
@@ -132,13 +132,51 @@ def usage(name: str, ctx: CtxDep, days: Annotated[int, Query(ge=1, le=366)] = 30
     return [UsageOut.model_validate(u) for u in endpoints.usage(ctx, name, days=days)]
 
 
-@router.get("/endpoints/{name}/stats", response_model=list[StatOut])
-def stats(
-    name: str, ctx: CtxDep, windows: Annotated[int, Query(ge=1, le=10_000)] = 60
-) -> list[StatOut]:
-    """Per version and minute: requests, errors, rows, latency histogram, feedback."""
+Windows = Annotated[int, Query(ge=1, le=10_000)]
+
+
+@router.get("/endpoints/{name}/stats", response_model=list[WindowStatOut])
+def stats(name: str, ctx: CtxDep, windows: Windows = 60) -> list[WindowStatOut]:
+    """Per version and window (a minute), newest first: requests, errors, rows, mean
+    latency and its histogram (``latency_buckets`` per upper bound in
+    ``latency_buckets_ms``, then one for slower requests), latency percentiles
+    read from it, and the raw counters in ``state`` (``feedback``,
+    ``reward_sum``, ``shadow_rows``, ``shadow_abs_diff_sum``, ``shadow_disagree``)."""
     _, rows = endpoints.stats(ctx, name, windows=windows)
-    return [StatOut.model_validate(r) for r in rows]
+    return [WindowStatOut.of(r) for r in rows]
+
+
+@router.get("/endpoints/{name}/drift", response_model=DriftOut)
+def drift(name: str, ctx: CtxDep, windows: Windows = 60) -> DriftOut:
+    """Feature drift and prediction distribution over the newest ``windows`` windows.
+
+    Each version's inputs are compared with its training dataset version's
+    profile (a version without a training dataset has no reference: its
+    ``note`` says so). Per window and feature: ``psi`` (population stability
+    index), ``ks`` (Kolmogorov-Smirnov statistic on the reference bins;
+    None for categorical features, tested by chi-square), ``p_value`` and
+    ``flagged`` (at least ``min_rows`` rows, ``psi >= psi_threshold`` and
+    ``p_value < alpha``; ``psi_threshold`` is the endpoint's
+    ``monitoring.psi_threshold``). ``predictions`` is the window's prediction
+    histogram (or class counts) with its drift against the training target.
+    ``current`` merges the newest windows until they hold ``min_rows`` rows;
+    a version is flagged when it is, the endpoint when any version is.
+    Windows are newest first.
+    """
+    return DriftOut.model_validate(monitoring.drift(ctx, name, windows=windows))
+
+
+@router.get("/endpoints/{name}/quality", response_model=QualityOut)
+def quality(name: str, ctx: CtxDep, windows: Windows = 60) -> QualityOut:
+    """Live quality from the labels posted as feedback (``{"request_id", "label"}``, one
+    label per row of the request), overall and per window (newest first).
+
+    Classifiers get accuracy, log loss, Brier score and a confusion matrix;
+    regressors MAE, RMSE, bias and R². A label counts in the window it arrives
+    in; ``unmatched`` counts labels whose prediction the answering replica no
+    longer remembered (it keeps about the last 100,000 rows).
+    """
+    return QualityOut.model_validate(monitoring.quality(ctx, name, windows=windows))
 
 
 @router.get("/endpoints/{name}/records", response_model=schemas.PageOut[RecordOut])
