@@ -111,7 +111,7 @@ def test_canary_then_full_switch(owner: Client, versions: list[ModelVersion]) ->
     assert abs(seen.count(v2.id) / len(seen) - 0.1) < 0.05
     assert set(seen) == {v1.id, v2.id}
 
-    ep = owner.endpoints.deploy("cancer", [(v2.id, 100)], shadows=[v1])
+    ep = owner.endpoints.deploy("cancer", [(np.int64(v2.id), 100)], shadows=[v1])
     assert [(t["version"], t["shadow"]) for t in ep.live + ep.shadows] == [(2, False), (1, True)]
     assert {owner.endpoints.predict("cancer", row).version for _ in range(20)} == {v2.id}
     with pytest.raises(InvalidInput, match="a canary takes from 1 to 99 percent, not 100"):

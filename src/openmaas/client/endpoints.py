@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -175,8 +176,8 @@ class Endpoints:
         """A model version's id from an id, a :class:`ModelVersion` or ``"name@3"``."""
         if isinstance(ref, ModelVersion):
             return int(ref.id)
-        if isinstance(ref, int) and not isinstance(ref, bool):
-            return ref
+        if isinstance(ref, numbers.Integral) and not isinstance(ref, bool):
+            return int(ref)
         if isinstance(ref, str) and ref.strip():
             if ref.strip().isdigit():
                 return int(ref)
@@ -186,9 +187,9 @@ class Endpoints:
     def _targets(
         self, targets: Targets, shadows: Sequence[VersionRef] | None
     ) -> builtins.list[dict[str, Any]]:
-        if isinstance(targets, int | str | ModelVersion | tuple):
-            targets = [targets]
-        items = list(targets)
+        items: builtins.list[Any] = [targets]  # one version, or one (version, weight)
+        if isinstance(targets, Sequence) and not isinstance(targets, str | tuple):
+            items = list(targets)
         if not items:
             raise InvalidInput("deploy at least one version")
         out = []
@@ -197,7 +198,7 @@ class Endpoints:
                 if len(item) != 2:
                     raise InvalidInput(f"a target is (version, weight), not {item!r}")
                 ref, weight = item
-                if isinstance(weight, bool) or not isinstance(weight, int | float):
+                if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
                     raise InvalidInput(f"a target is (version, weight), not {item!r}")
             else:  # a lone version takes all the traffic; several compete (bandit routing)
                 ref, weight = item, 100 if len(items) == 1 else 0
