@@ -298,3 +298,8 @@ def test_lightgbm_trees_without_a_split(regression: Any) -> None:
     booster = lgb.train(params, lgb.Dataset(rows, y), num_boost_round=3)
     onnx_model = OnnxPredictor(export_onnx(booster))
     np.testing.assert_allclose(onnx_model.predict(rows), booster.predict(rows), atol=TOL, rtol=0)
+
+
+def test_unfitted_model_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="cannot export an unfitted 'linear' model to ONNX"):
+        export_onnx(get_algorithm("linear")(task_type="binary"))

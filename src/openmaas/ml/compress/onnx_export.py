@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline
 
 from openmaas.errors import InvalidInput
 from openmaas.ml.compress.onnx_graph import assemble
-from openmaas.ml.compress.onnx_models import convert_estimator
+from openmaas.ml.compress.onnx_models import check_fitted, convert_estimator
 from openmaas.ml.compress.onnx_preprocessing import preprocessing_graph
 from openmaas.ml.preprocessing import TabularPreprocessor
 
@@ -35,6 +35,7 @@ def export_onnx(model: Any, *, feature_names: Sequence[str] | None = None) -> by
             raise InvalidInput(
                 f"cannot export to ONNX: unknown preprocessing step {type(prep).__name__}"
             )
+    check_fitted(model)
     n_in = _n_features(model)
     if prep is None:
         names = _names(model, feature_names, n_in)

@@ -46,9 +46,15 @@ _SUM = 1  # aggregate_function
 _INPUT = "features"
 
 
-def convert_booster(booster: Any, classes: np.ndarray | None = None) -> Part:
-    """The booster's part; ``classes`` label a classifier's columns (default ``0..k-1``)."""
-    dump = booster.dump_model()
+def convert_booster(
+    booster: Any, classes: np.ndarray | None = None, *, num_iteration: int | None = None
+) -> Part:
+    """The booster's part; ``classes`` label a classifier's columns (default ``0..k-1``).
+
+    ``num_iteration`` keeps the first rounds only; None keeps what ``predict``
+    uses by default (the best iteration if the booster knows one, else all).
+    """
+    dump = booster.dump_model(num_iteration=num_iteration)
     words = str(dump.get("objective", "")).split(" ")
     objective, options = words[0], dict(w.split(":", 1) for w in words[1:] if ":" in w)
     per_round = int(dump.get("num_tree_per_iteration", 1))

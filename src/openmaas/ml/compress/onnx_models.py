@@ -25,7 +25,7 @@ from openmaas.ml.compress._extras import require
 from openmaas.ml.compress.onnx_graph import ML_OPSET, OPSET, Graph, Part
 from openmaas.ml.compress.onnx_lightgbm import convert_booster
 
-__all__ = ["convert_estimator"]
+__all__ = ["check_fitted", "convert_estimator"]
 
 _INPUT = "features"
 
@@ -36,10 +36,8 @@ def convert_estimator(model: Any) -> Part:
     if type(model).__name__ == "Booster" and type(model).__module__.startswith("lightgbm"):
         return convert_booster(model)
     if name == "lightgbm":
-        import lightgbm as lgb
-
-        booster = lgb.Booster(model_str=model.booster_.model_to_string(model.best_iteration_))
-        return convert_booster(booster, model.classes_ if model._is_classifier else None)
+        classes = model.classes_ if model._is_classifier else None
+        return convert_booster(model.booster_, classes, num_iteration=model.best_iteration_)
     if name in ("linear", "random_forest", "extra_trees"):
         return _convert_sklearn(model)
     if name == "dnn":
@@ -49,6 +47,20 @@ def convert_estimator(model: Any) -> Part:
         "Booster and the catalog algorithms lightgbm, linear, random_forest, extra_trees, dnn",
         details={"algorithm": name},
     )
+
+
+def check_fitted(model: Any) -> None:
+    """InvalidInput unless ``model`` (a catalog algorithm; boosters always are) is fitted."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    name = getattr(model, "name", None)
+    if name is None:
+        return
+    try:
+        check_is_fitted(model)
+    except NotFittedError as e:
+        raise InvalidInput(f"cannot export an unfitted {name!r} model to ONNX") from e
 
 
 def _convert_sklearn(model: Any) -> Part:
