@@ -73,6 +73,7 @@ def test_regression_pipeline_values_match(algorithm: str, regression: Any) -> No
     assert onnx_model.task == "regression"
     predicted = onnx_model.predict(X.to_numpy())
     assert predicted.shape == (len(X),)
+    assert predicted.flags.c_contiguous  # serialisers (orjson) need it
     np.testing.assert_allclose(predicted, pipe.predict(X), atol=TOL, rtol=0)
 
 

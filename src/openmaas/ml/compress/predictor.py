@@ -105,4 +105,4 @@ class OnnxPredictor:
         if self.classes is not None:
             labels: npt.NDArray[Any] = self.classes[np.argmax(out, axis=1)]
             return labels
-        return out[:, 0] if out.shape[1] == 1 else out
+        return np.ascontiguousarray(out[:, 0]) if out.shape[1] == 1 else out
