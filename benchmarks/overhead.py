@@ -349,23 +349,23 @@ def report(
         *rows,
         "",
         "Reading the columns: *engine - plain* is what the engine adds to the bare "
-        "libraries (preprocessing pipelines, per-round / per-epoch training and validation "
-        "loss for the learning curves, saving every fold's model, predictions files); "
-        "*engine in the worker - engine here* is what the job adds inside the engine's run "
-        "(checkpoints: LightGBM's model text every 50 rounds, torch's state every epoch, "
-        "each a blob and a database transaction; modules the forkserver did not preload); "
+        "libraries (preprocessing pipelines, the learning curves: training and validation "
+        "loss per epoch, and per boosting round up to 100 rounds, every few rounds beyond, "
+        "saving every fold's model, predictions files); *engine in the worker - engine "
+        "here* is what the job adds inside the engine's run (checkpoints: LightGBM's model "
+        "text every 50 rounds, torch's state every epoch, but at most one every "
+        "`job_checkpoint_interval_s` = 5 s, each a blob and a database transaction); "
         "*queued* is the wait for the worker's poll, *rest* the attempt's start, reading "
-        "the data and splits, storing the artifacts and the run row.",
+        "the data and splits, storing the artifacts and the run row. Without early "
+        "stopping (as here) the engine keeps every boosting round, so its refits train as "
+        "many rounds as the plain script's.",
         "",
         f"First run after the worker started (cold forkserver): {cold['default']:.1f} s.",
     ]
     if rows_b:
         lines += [
             "",
-            f"Tiny runs again on a worker whose forkserver also preloads `{args.extra_preload}` "
-            "(every attempt otherwise imports them on its first model save / first torch "
-            "optimiser: skops.io imports all of scikit-learn's estimators and pytest, "
-            "torch's first optimiser imports torch._dynamo and sympy):",
+            f"Tiny runs again on a worker whose forkserver also preloads `{args.extra_preload}`:",
             "",
             "| configuration | platform s | plain s | platform - plain (target) |",
             "|---|---|---|---|",
@@ -428,7 +428,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--scale", type=float, default=1.0, help="length of the long runs")
     ap.add_argument(
-        "--extra-preload", default="skops.io,torch._dynamo",
+        "--extra-preload", default="",
         help="then time the tiny runs on a worker that also preloads these ('' to skip)",
     )  # fmt: skip
     args = ap.parse_args()

@@ -121,8 +121,19 @@ class Settings(BaseSettings):
             "threadpoolctl",
             "openmaas.ml.catalog",
             "openmaas.jobs.runner",
+            # imported by a job's first model save (skops.io pulls in every scikit-learn
+            # estimator) and first torch optimiser step (torch._dynamo, sympy): ~1.5 s
+            "skops.io",
+            "torch._dynamo",
         ],
         description="Modules the worker's forkserver imports once, so jobs start fast.",
+    )
+    job_checkpoint_interval_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="Fewest seconds between two checkpoints of a running fit (torch "
+        "checkpoints after an epoch, LightGBM every checkpoint_every rounds, but not more "
+        "often): a crash loses at most about this much training.",
     )
     job_retry_backoff_s: float = Field(
         default=10.0, description="Delay before the first retry of a failed job; doubles each time."

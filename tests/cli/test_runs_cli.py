@@ -182,6 +182,14 @@ def test_create_train_inspect_rank_and_delete(
     assert lgbm["state"] == "queued" and lgbm["name"] == "small"
     params = lgbm["params"]
     assert (params["n_estimators"], params["learning_rate"], params["max_depth"]) == (20, 0.2, None)
+    limited = run_json(
+        run, "run", "create", "--task", wine, "--algo", "dnn", "--memory-limit", "4096",
+        "--divergence-retries", "2",
+    )  # fmt: skip
+    assert (limited["memory_limit_mb"], limited["divergence_retries"]) == (4096, 2)
+    shown = run("run", "show", str(limited["id"])).stdout
+    assert "4096 MB" in shown and "divergence retries" in shown
+    run("run", "delete", str(limited["id"]), "--yes")
     out = run("run", "create", "--task", wine, "--algo", "linear").stdout
     assert out.startswith("Queued run ") and "(linear on task " in out
     assert "follow it with `openmaas run logs -f" in out

@@ -143,6 +143,24 @@ def test_failed_and_cancelled_runs_raise_run_failed(
     assert admin.runs.get(run.id).state == "cancelled"
 
 
+def test_run_options_reach_the_run(
+    platform: Platform, admin: Client, demo: dict[str, Task]
+) -> None:
+    params = {"learning_rate": 10.0, "epochs": 2}
+    run = admin.runs.create(
+        demo["diabetes"], "dnn", params, memory_limit_mb=4096, divergence_retries=3
+    )
+    assert (run.memory_limit_mb, run.divergence_retries) == (4096, 3)
+    with pytest.raises(InvalidInput, match=r"^algorithm 'linear' has no learning_rate to lower"):
+        admin.runs.create(demo["diabetes"], "linear", divergence_retries=1)
+    work(platform)
+    ended = admin.runs.get(run.id).wait(timeout=5)
+    assert ended.params["learning_rate"] < 10.0  # diverged at 10, then ran lower
+    divergence = ended.environment["divergence"]
+    assert divergence["requested_learning_rate"] == 10.0
+    assert divergence["learning_rate"] == ended.params["learning_rate"]
+
+
 def test_an_unbound_run_says_how_to_get_a_bound_one() -> None:
     run = Run({"id": 1, "state": "queued"})
     assert not run.done

@@ -16,6 +16,7 @@ from openmaas.domain import datasets, runs, tasks
 from openmaas.domain.context import Ctx, Platform
 from openmaas.domain.identity import bootstrap_admin, principal_for_user
 from openmaas.domain.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED
+from openmaas.errors import InvalidInput
 from openmaas.ml.tasks import TaskSpec
 from openmaas.store.metadata.tables import Job, JobLog, RunArtifact, Task
 from openmaas.testing.jobs import job, wait_for
@@ -113,6 +114,66 @@ def test_divergence_fails_the_run_with_its_reason_and_the_worker_lives_on(
     view = runs.get(admin, bad.id)
     assert view.state == FAILED and view.error == failed.error
     assert finished(platform, good.job_id).state == SUCCEEDED  # same worker, next job
+
+
+def test_a_diverging_run_retries_with_a_lower_learning_rate_when_asked(
+    platform: Platform, admin: Ctx, workers: WorkerProcesses
+) -> None:
+    task_id = demo_task(admin, "diabetes")
+    params = {"learning_rate": 10.0, "epochs": 3}
+    saved = runs.create(admin, task_id, "dnn", params, divergence_retries=3).run
+    hopeless = runs.create(admin, task_id, "dnn", {**params, "learning_rate": 1000.0},
+                           divergence_retries=1).run  # fmt: skip
+    start(workers, "worker-a")
+
+    done = finished(platform, saved.job_id)
+    assert done.state == SUCCEEDED, done.error
+    view = runs.get(admin, saved.id)
+    divergence = view.run.environment["divergence"]
+    tried = [r["learning_rate"] for r in divergence["retries"]]  # 10 diverges, maybe 1 too
+    assert tried == pytest.approx([10.0, 1.0][: len(tried)]) and tried
+    assert view.run.params["learning_rate"] == pytest.approx(tried[-1] / 10)
+    assert divergence["requested_learning_rate"] == 10.0
+    assert divergence["learning_rate"] == view.run.params["learning_rate"]
+    assert all("may be too high" in r["error"] for r in divergence["retries"])
+    assert view.options == {"memory_limit_mb": None, "divergence_retries": 3}
+    lines = logs(platform, saved.job_id)
+    assert any(line.startswith("training diverged with learning_rate=10: ") and
+               line.endswith("retrying with learning_rate=1") for line in lines)  # fmt: skip
+
+    failed = finished(platform, hopeless.job_id)
+    assert failed.state == FAILED and failed.error_code == "training_diverged"
+    assert "(after 1 retries with lower learning rates; 1000 diverged before)" in (
+        failed.error or ""
+    )
+    assert "learning rate 100 may be too high" in (failed.error or "")
+
+
+def test_a_run_over_its_own_memory_limit_fails_cleanly_and_the_worker_lives_on(
+    platform: Platform, admin: Ctx, workers: WorkerProcesses
+) -> None:
+    task_id = demo_task(admin, "breast_cancer")
+    hog = runs.create(admin, task_id, "dnn", SLOW_DNN, memory_limit_mb=1).run
+    good = runs.create(admin, task_id, "linear", memory_limit_mb=4096).run
+    start(workers, "worker-a")
+    failed = finished(platform, hog.job_id)
+    assert (failed.state, failed.error_code) == (FAILED, "memory_limit")
+    view = runs.get(admin, hog.id)
+    assert view.state == FAILED and view.options["memory_limit_mb"] == 1
+    assert (view.error or "").startswith("the job exceeded the memory limit of 1 MB (it used ")
+    assert (view.error or "").endswith("; the limit is the job's own memory_limit_mb")
+    assert finished(platform, good.job_id).state == SUCCEEDED  # same worker, next job
+
+
+def test_run_options_are_checked_before_anything_is_queued(admin: Ctx) -> None:
+    task_id = demo_task(admin, "breast_cancer")
+    with pytest.raises(InvalidInput, match=r"^algorithm 'linear' has no learning_rate to lower"):
+        runs.create(admin, task_id, "linear", divergence_retries=2)
+    with pytest.raises(InvalidInput, match=r"^memory_limit_mb must be an integer between 1 "):
+        runs.create(admin, task_id, "dnn", memory_limit_mb=0)
+    with pytest.raises(InvalidInput, match=r"^divergence_retries must be an integer between 0 "):
+        runs.create(admin, task_id, "dnn", divergence_retries=9)
+    assert runs.list_runs(admin, task_id=task_id).items == []
 
 
 def test_cancelling_a_running_run_stops_it(

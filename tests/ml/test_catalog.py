@@ -594,18 +594,33 @@ def test_lightgbm_target_faults() -> None:
         LightGBM(task_type="regression").fit(X, np.full(len(X), 1e200))
 
 
+class _Scores:
+    """A booster whose validation scores have become NaN."""
+
+    def eval_train(self, feval: Any) -> list[Any]:
+        return [("train", *feval(np.array([0.5, 1.5]), _Labels([0.0, 2.0])))]
+
+    def eval_valid(self, feval: Any) -> list[Any]:
+        return [("valid", *feval(np.array([np.nan, 1.0]), _Labels([0.0, 1.0])))]
+
+
+class _Labels:
+    def __init__(self, label: list[float]) -> None:
+        self.label = np.asarray(label)
+
+    def get_label(self) -> np.ndarray:
+        return self.label
+
+
 def test_lightgbm_stops_on_a_non_finite_loss() -> None:
-    rounds = Rounds(LightGBM(), TrainingCallbacks(), has_valid=True, first=0, total=10)
+    rounds = Rounds(LightGBM(), TrainingCallbacks(), has_valid=True, first=0, total=10, metric="l2")
     env = lgb.callback.CallbackEnv(
-        model=None,
+        model=_Scores(),
         params={},
         iteration=6,
         begin_iteration=0,
         end_iteration=10,
-        evaluation_result_list=[
-            lgb.basic.EvalResult("train", "l2", 1.0, False),
-            lgb.basic.EvalResult("valid", "l2", float("nan"), False),
-        ],
+        evaluation_result_list=[],
     )
     with pytest.raises(
         InvalidInput,

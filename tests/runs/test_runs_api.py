@@ -57,6 +57,9 @@ def test_bad_requests_queue_nothing(platform, admin, http, demo) -> None:
         ({"algorithm": "ncf"}, "does not support task type 'regression'"),
         ({"algorithm": "random_forest", "params": {"n_estimators": 0}}, "n_estimators"),
         ({"algorithm": "random_forest", "params": {"trees": 3}}, "unknown hyperparameter 'trees'"),
+        ({"algorithm": "linear", "divergence_retries": 2}, "has no learning_rate to lower"),
+        ({"algorithm": "dnn", "memory_limit_mb": 0}, "memory_limit_mb"),
+        ({"algorithm": "dnn", "divergence_retries": 6}, "divergence_retries"),
     ]
     for body, message in cases:
         r = http.post(f"/api/v1/tasks/{task.id}/runs", json=body, headers=auth)

@@ -112,6 +112,7 @@ def run(v: RunView) -> schemas.RunOut:
         environment=r.environment,
         created_at=r.created_at,
         finished_at=r.finished_at,
+        **v.options,
     )
 
 

@@ -300,6 +300,20 @@ class RunIn(In):
     seed: int = Field(default=0, ge=0, le=MAX_ID)
     name: str = Field(default="", max_length=128)
     parent_run_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    memory_limit_mb: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**20,
+        description="The run's own memory limit in MB; the worker's own limit still applies "
+        "if lower. A run over it fails cleanly.",
+    )
+    divergence_retries: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description="When training diverges, run again with the learning rate divided by 10, "
+        "up to this many times (algorithms with a learning_rate only).",
+    )
 
 
 class RunOut(BaseModel):
@@ -327,6 +341,8 @@ class RunOut(BaseModel):
     environment: dict[str, Any]
     created_at: datetime
     finished_at: datetime | None
+    memory_limit_mb: int | None = None
+    divergence_retries: int = 0
 
 
 class ArtifactOut(Out):

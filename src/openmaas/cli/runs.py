@@ -300,6 +300,26 @@ def create(
         int | None,
         typer.Option(help="Warm-start from this succeeded run of the same algorithm."),
     ] = None,
+    memory_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--memory-limit",
+            min=1,
+            metavar="MB",
+            help="The run's own memory limit in MB; a run over it fails cleanly "
+            "(the worker's own limit still applies if lower).",
+        ),
+    ] = None,
+    divergence_retries: Annotated[
+        int,
+        typer.Option(
+            "--divergence-retries",
+            min=0,
+            max=5,
+            help="If training diverges, retry with the learning rate divided by 10, "
+            "up to this many times.",
+        ),
+    ] = 0,
     wait_: Annotated[
         bool,
         typer.Option("--wait", "-w", help="Wait for the run to end, showing its progress."),
@@ -309,7 +329,10 @@ def create(
     """Queue a training run of an algorithm on a task."""
     c = client(ctx)
     params = parse_params(param, c.algorithms.get(algo)) if param else {}
-    run = c.runs.create(task, algo, params, seed=seed, name=name, parent=parent)
+    run = c.runs.create(
+        task, algo, params, seed=seed, name=name, parent=parent,
+        memory_limit_mb=memory_limit, divergence_retries=divergence_retries,
+    )  # fmt: skip
     if wait_:
         wait(c, run, json=json)
     elif json:
@@ -356,6 +379,17 @@ def show(ctx: typer.Context, run_id: RunId, json: Json = False) -> None:
         "wall time": duration(run.wall_time_s),
         "peak memory": None if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f} MB",
     }
+    data = run.to_dict()
+    if data.get("memory_limit_mb"):
+        info["memory limit"] = f"{data['memory_limit_mb']} MB"
+    if data.get("divergence_retries"):
+        info["divergence retries"] = data["divergence_retries"]
+    divergence = (run.environment or {}).get("divergence")
+    if divergence:
+        info["learning rate"] = (
+            f"{divergence['learning_rate']:g} (asked {divergence['requested_learning_rate']:g}; "
+            f"lowered after {len(divergence['retries'])} diverged attempt(s))"
+        )
     if run.error:
         info["error"] = run.error
     output.details({k: v for k, v in info.items() if v not in (None, "")})

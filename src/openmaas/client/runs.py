@@ -99,12 +99,17 @@ class Runs:
         seed: int = 0,
         name: str = "",
         parent: RunRef | None = None,
+        memory_limit_mb: int | None = None,
+        divergence_retries: int = 0,
     ) -> Run:
         """Queue a run of ``algorithm`` on a task; returns at once, the run ``queued``.
 
         ``params`` are checked against the algorithm's hyperparameters before
         anything is queued. ``parent``: a succeeded run of the same algorithm to
-        warm-start from.
+        warm-start from. ``memory_limit_mb``: the run's own memory limit (a run
+        over it fails cleanly). ``divergence_retries``: when training diverges,
+        retry with the learning rate divided by 10, up to this many times (the
+        run's params then show the learning rate that ran).
         """
         body = {
             "algorithm": algorithm,
@@ -112,6 +117,8 @@ class Runs:
             "seed": seed,
             "name": name,
             "parent_run_id": None if parent is None else _id(parent),
+            "memory_limit_mb": memory_limit_mb,
+            "divergence_retries": divergence_retries,
         }
         return self._run(self._http.post(f"/tasks/{_id(task)}/runs", json=body))
 

@@ -7,7 +7,17 @@ it is queued or running, its state is its job's state.
 
 Everything about the request is checked before anything is queued: the
 algorithm exists and supports the task type, the hyperparameters are valid,
-the parent run fits.
+the parent run fits, the run options apply.
+
+Run options travel in the job's payload (no columns of their own):
+
+- ``memory_limit_mb``: the run's own memory limit; the worker enforces the
+  lower of it and its own limit, and a run over it fails cleanly;
+- ``divergence_retries``: when training diverges (NaN/inf loss, exploding
+  gradients), run again with the learning rate divided by
+  :data:`DIVERGENCE_LR_FACTOR`, up to this many times; only for algorithms
+  with a ``learning_rate``. The run records the learning rate that finally
+  ran in its params and the retries in its environment and log.
 """
 
 from __future__ import annotations
@@ -44,6 +54,10 @@ from openmaas.store.metadata.tables import (
 RUN_KIND = "run"
 KINDS = ("platform", "external", "logged")
 MAX_SEED = 2**31 - 1
+MAX_DIVERGENCE_RETRIES = 5
+DIVERGENCE_LR_FACTOR = 10.0
+MIN_MEMORY_LIMIT_MB = 1
+MAX_MEMORY_LIMIT_MB = 2**20  # 1 TiB
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,15 @@ class RunView:
     @property
     def error(self) -> str | None:
         return self.run.error or (self.job.error if self.job else None)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The run options it was created with (see the module docstring)."""
+        payload = self.job.payload if self.job is not None else {}
+        return {
+            "memory_limit_mb": payload.get("memory_limit_mb"),
+            "divergence_retries": payload.get("divergence_retries", 0),
+        }
 
 
 def _task(ctx: Ctx, s: Session, task_id: int, action: Action) -> Task:
@@ -104,6 +127,45 @@ def check_request(task: Task, algorithm: str, params: dict[str, Any], seed: int)
     return registry.check_params(cls, params)
 
 
+def check_options(
+    algorithm: str, memory_limit_mb: int | None, divergence_retries: int
+) -> dict[str, Any]:
+    """The run options as job payload entries; raises before anything is queued."""
+    options: dict[str, Any] = {}
+    if memory_limit_mb is not None:
+        if (
+            isinstance(memory_limit_mb, bool)
+            or not isinstance(memory_limit_mb, int)
+            or not MIN_MEMORY_LIMIT_MB <= memory_limit_mb <= MAX_MEMORY_LIMIT_MB
+        ):
+            raise InvalidInput(
+                f"memory_limit_mb must be an integer between {MIN_MEMORY_LIMIT_MB} and "
+                f"{MAX_MEMORY_LIMIT_MB}; got {memory_limit_mb!r}",
+                details={"field": "memory_limit_mb"},
+            )
+        options["memory_limit_mb"] = memory_limit_mb
+    if (
+        isinstance(divergence_retries, bool)
+        or not isinstance(divergence_retries, int)
+        or not 0 <= divergence_retries <= MAX_DIVERGENCE_RETRIES
+    ):
+        raise InvalidInput(
+            f"divergence_retries must be an integer between 0 and {MAX_DIVERGENCE_RETRIES}; "
+            f"got {divergence_retries!r}",
+            details={"field": "divergence_retries"},
+        )
+    if divergence_retries:
+        cls = registry.get_algorithm(algorithm)
+        if not any(h.name == "learning_rate" for h in cls.hyperparameters()):
+            raise InvalidInput(
+                f"algorithm {algorithm!r} has no learning_rate to lower; "
+                "divergence_retries applies only to algorithms that have one",
+                details={"field": "divergence_retries"},
+            )
+        options["divergence_retries"] = divergence_retries
+    return options
+
+
 def create(
     ctx: Ctx,
     task_id: int,
@@ -113,12 +175,18 @@ def create(
     seed: int = 0,
     name: str = "",
     parent_run_id: int | None = None,
+    memory_limit_mb: int | None = None,
+    divergence_retries: int = 0,
 ) -> RunView:
-    """Queue a run of ``algorithm`` on a task; returns at once (the run is ``queued``)."""
+    """Queue a run of ``algorithm`` on a task; returns at once (the run is ``queued``).
+
+    ``memory_limit_mb`` and ``divergence_retries``: see the module docstring.
+    """
     params = params or {}
     with ctx.store.write() as s:
         task = _task(ctx, s, task_id, Action.create)
         full = check_request(task, algorithm, params, seed)
+        options = check_options(algorithm, memory_limit_mb, divergence_retries)
         if parent_run_id is not None:
             _check_parent(ctx, s, task, algorithm, parent_run_id)
         run = Run(
@@ -137,13 +205,13 @@ def create(
         s.add(run)
         s.flush()
         job = jobs_service.enqueue(
-            s, RUN_KIND, {"run_id": run.id},
+            s, RUN_KIND, {"run_id": run.id, **options},
             project_id=task.project_id, created_by=ctx.principal.user_id,
         )  # fmt: skip
         run.job_id = job.id
         audit.record(
             s, ctx.principal, "run.create", "run", run.id, project_id=task.project_id,
-            details={"task_id": task.id, "algorithm": algorithm, "job_id": job.id},
+            details={"task_id": task.id, "algorithm": algorithm, "job_id": job.id, **options},
         )  # fmt: skip
         s.flush()
         return _view(s, run)

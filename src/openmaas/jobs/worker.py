@@ -7,7 +7,9 @@ executor (a local forkserver child by default). Per tick it
    worker reaps, losing races is expected);
 2. claims jobs for free slots and starts them;
 3. polls each attempt: progress, memory (the executor kills an attempt over
-   its limit, and the worker fails the job with ``memory_limit``), exit;
+   its limit, and the worker fails the job with ``memory_limit``; the limit is
+   the worker's, or the job's own ``memory_limit_mb`` payload entry if lower),
+   exit;
 4. heartbeats every ``heartbeat_s``, extending the lease. A heartbeat that
    finds the attempt stale (``alive=False``: say this worker was frozen past
    its lease and the job was re-queued and claimed elsewhere) kills the
@@ -81,6 +83,18 @@ class _Attempt:
     last_heartbeat_ok: float
     progress: dict[str, Any] | None = None
     status: Status | None = None
+    own_limit: bool = False  # the job's memory_limit_mb is the limit enforced
+
+
+def job_memory_limit(payload: dict[str, Any], worker_mb: int | None) -> tuple[int | None, bool]:
+    """The memory limit of a job: the lower of the worker's and the job's own
+    ``memory_limit_mb`` (either may be ``None``: none); and whether it is the job's."""
+    own = payload.get("memory_limit_mb")
+    if isinstance(own, bool) or not isinstance(own, int) or own <= 0:
+        return worker_mb, False
+    if worker_mb is None or own < worker_mb:
+        return own, True
+    return worker_mb, False
 
 
 class Worker:
@@ -243,8 +257,9 @@ class Worker:
     def _start(self, claim: Claim) -> None:
         log.info("job %s attempt %s (%s) starting", claim.job_id, claim.attempt, claim.kind)
         t0 = time.monotonic()
+        limit, own_limit = job_memory_limit(claim.payload, self.memory_limit_mb)
         try:
-            handle = self.executor.start(claim, self._refs[claim.kind], self.memory_limit_mb)
+            handle = self.executor.start(claim, self._refs[claim.kind], limit)
         except Exception as e:
             log.exception("job %s could not start", claim.job_id)
             self._retry(claim, f"the job could not start: {e}", "start_failed")
@@ -253,7 +268,7 @@ class Worker:
         self.attempts_started += 1
         # A slow start ate into the lease: heartbeat at the first watch.
         first = now if now - t0 > self.heartbeat_s else now + self.heartbeat_s
-        self._running.append(_Attempt(claim, handle, first, t0))
+        self._running.append(_Attempt(claim, handle, first, t0, own_limit=own_limit))
 
     # Watching --------------------------------------------------------------------------
     def _watch(self, a: _Attempt) -> None:
@@ -315,8 +330,11 @@ class Worker:
             if self._end(claim, queue.release):
                 log.info("job %s released", claim.job_id)
         elif status.failure_code is not None:
-            self._end(claim, queue.finish, FAILED, None, status.failure, status.failure_code)
-            log.warning("job %s failed: %s", claim.job_id, status.failure)
+            failure = status.failure
+            if status.failure_code == "memory_limit" and a.own_limit:
+                failure = f"{failure}; the limit is the job's own memory_limit_mb"
+            self._end(claim, queue.finish, FAILED, None, failure, status.failure_code)
+            log.warning("job %s failed: %s", claim.job_id, failure)
         elif status.exit_code == 0:  # it recorded its own outcome
             log.info("job %s attempt %s ended", claim.job_id, claim.attempt)
             if self._guard(lambda: queue.owns(self.store, claim)):

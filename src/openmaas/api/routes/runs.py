@@ -23,6 +23,7 @@ def create_run(task_id: DbId, body: schemas.RunIn, ctx: CtxDep) -> schemas.RunOu
     view = runs.create(
         ctx, task_id, body.algorithm, body.params,
         seed=body.seed, name=body.name, parent_run_id=body.parent_run_id,
+        memory_limit_mb=body.memory_limit_mb, divergence_retries=body.divergence_retries,
     )  # fmt: skip
     return convert.run(view)
 

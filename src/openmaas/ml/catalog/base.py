@@ -144,10 +144,15 @@ class TrainingCallbacks:
     The default does nothing. ``on_epoch`` may raise to stop training (e.g.
     cancellation); ``checkpoint`` receives opaque bytes to keep, and
     ``resume_state`` hands the last ones back when a fit restarts after a crash.
+    A fit asks ``checkpoint_due`` before it serialises its state (megabytes for a
+    long fit): by default, exactly when ``checkpoint`` is overridden.
     """
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         return None
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        return type(self).checkpoint is not TrainingCallbacks.checkpoint
 
     def checkpoint(self, epoch: int, state: bytes) -> None:
         return None
@@ -158,13 +163,17 @@ class TrainingCallbacks:
 
 @dataclass
 class LearningCurve:
-    """Metric values per epoch or boosting round: {"train_loss": [...], "valid_loss": [...]}."""
+    """Metric values per epoch or boosting round: {"train_loss": [...], "valid_loss": [...]}.
 
-    values: dict[str, list[float]] = field(default_factory=dict)
+    ``None`` marks a round whose value was not computed (long LightGBM fits compute
+    their losses every few rounds), so entry ``i`` is always epoch or round ``i + 1``.
+    """
 
-    def add(self, **metrics: float) -> None:
+    values: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def add(self, **metrics: float | None) -> None:
         for k, v in metrics.items():
-            self.values.setdefault(k, []).append(float(v))
+            self.values.setdefault(k, []).append(None if v is None else float(v))
 
 
 class Algorithm(BaseEstimator, abc.ABC):  # type: ignore[misc]
@@ -174,6 +183,9 @@ class Algorithm(BaseEstimator, abc.ABC):  # type: ignore[misc]
     preprocessing: ClassVar[Preprocessing] = "onehot"
     iterative: ClassVar[bool] = False
     warm_start_capable: ClassVar[bool] = False
+    #: ``predict`` is ``classes_[argmax(predict_proba)]``: scoring derives it instead of
+    #: predicting twice.
+    predicts_argmax_proba: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod

@@ -2,12 +2,16 @@
 
 Trained with ``lightgbm.train`` on the native API, so what runs is exactly
 :meth:`LightGBM.booster_params` plus the data (a test checks it against a
-plain script). Per round (see :class:`_Rounds`) the fit records the training
-and, given ``X_valid``/``y_valid``, validation loss in ``learning_curve_``
+plain script; only LightGBM's own per-round metric is switched off). Per
+round (see :class:`Rounds`) the fit records the training and, given
+``X_valid``/``y_valid``, validation loss in ``learning_curve_``
 (``train_loss``/``valid_loss``: log loss to classify, squared error to
-regress), reports them to ``callbacks.on_epoch``, stops early when the
-validation loss has not improved for ``early_stopping_rounds`` and hands the
-model text to ``callbacks.checkpoint`` every ``checkpoint_every`` rounds.
+regress; on long fits only every few rounds), reports them to
+``callbacks.on_epoch``, stops early when the validation loss has not improved
+for ``early_stopping_rounds`` (then keeping the best round's trees, as
+``lightgbm.early_stopping`` does; without early stopping every round is kept)
+and hands the model text to ``callbacks.checkpoint`` every ``checkpoint_every``
+rounds when the callbacks want one.
 A fit whose ``callbacks.resume_state()`` returns a checkpoint continues from it
 so the total number of rounds, early-stopping state and curve carry on, and
 the result equals the uninterrupted fit's (with ``subsample`` or
@@ -55,6 +59,7 @@ class LightGBM(Algorithm):
     preprocessing = "native"
     iterative = True
     warm_start_capable = True
+    predicts_argmax_proba = True
 
     booster_: Any
     classes_: np.ndarray
@@ -236,8 +241,9 @@ class LightGBM(Algorithm):
         callbacks: TrainingCallbacks = fit_params.get("callbacks") or TrainingCallbacks()
         first = 0 if parent is None else parent.booster_.current_iteration()
         rounds = Rounds(
-            self, callbacks, has_valid="valid" in sets, first=first, total=first + self.n_estimators
-        )
+            self, callbacks, has_valid="valid" in sets, first=first,
+            total=first + self.n_estimators, metric=self._metric(),
+        )  # fmt: skip
         booster: Any = None if parent is None else parent.booster_
         state = callbacks.resume_state()
         if state is not None:
@@ -276,6 +282,8 @@ class LightGBM(Algorithm):
         import lightgbm as lgb
 
         params = self.booster_params(len(self.classes_) if self._is_classifier else None)
+        params["metric"] = "None"  # Rounds computes the loss, only at the rounds it records
+        valid = {k: v for k, v in sets.items() if k != "train"}
         sampled = self.subsample < 1.0 or self.colsample_bytree < 1.0
         every = self.checkpoint_every
         while rounds.done < rounds.total and not rounds.stopped:
@@ -285,12 +293,20 @@ class LightGBM(Algorithm):
                 {**params, "seed": self.random_state + (done // every if sampled else 0)},
                 sets["train"],
                 num_boost_round=min(segment, rounds.total - rounds.done),
-                valid_sets=list(sets.values()),
-                valid_names=list(sets),
+                valid_sets=list(valid.values()) or None,
+                valid_names=list(valid) or None,
                 init_model=booster,
                 callbacks=[rounds],
+                keep_training_booster=True,  # no model text round trip after each call
             )
+        if 0 < booster.best_iteration < booster.current_iteration():
+            booster = lgb.Booster(model_str=booster.model_to_string())  # the best round's trees
         return booster
+
+    def _metric(self) -> str:
+        if not self._is_classifier:
+            return "l2"
+        return "binary_logloss" if len(self.classes_) <= 2 else "multi_logloss"
 
     def _encode_target(self, y: Any, parent: LightGBM | None, fitted: bool = False) -> Any:
         if not self._is_classifier:

@@ -123,7 +123,11 @@ class Tabular(TaskAdapter):
 
     def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]:
         X, model = pipe[:-1].transform(self.X.iloc[rows]), pipe.steps[-1][1]
-        pred = model.predict(X)
+        raw_proba = model.predict_proba(X) if self.classes is not None else None
+        if raw_proba is not None and getattr(model, "predicts_argmax_proba", False):
+            pred = model.classes_[np.argmax(raw_proba, axis=1)]  # one pass over the trees
+        else:
+            pred = model.predict(X)
         out = pd.DataFrame({"row": rows})
         if self.multi:
             pred = np.asarray(pred).reshape(len(rows), -1)
@@ -132,8 +136,8 @@ class Tabular(TaskAdapter):
         else:
             out["prediction"] = pred
         proba = None
-        if self.classes is not None:
-            proba = align_proba(model.predict_proba(X), model.classes_, self.classes)
+        if raw_proba is not None and self.classes is not None:
+            proba = align_proba(raw_proba, model.classes_, self.classes)
             for j, c in enumerate(self.classes):
                 out[f"proba_{c}"] = proba[:, j]
         scores = score_predictions(

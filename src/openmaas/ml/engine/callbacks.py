@@ -12,8 +12,10 @@
   skips those folds and ends with the same result as an uninterrupted one.
 - ``checkpoint(key, epoch, state)`` / ``resume_state(key)``: the epoch (torch)
   or every-N-rounds (LightGBM) checkpoints of one fit, and the last one back
-  after a crash. Keys name the fit: ``fold_<f>/inner_<i>``, ``fold_<f>/refit``,
-  ``final``. A fit resumed from its checkpoint ends as the uninterrupted one.
+  after a crash. A fit asks ``checkpoint_due(key, epoch)`` first and builds
+  its state only if it is (a runner throttles checkpoints this way). Keys name
+  the fit: ``fold_<f>/inner_<i>``, ``fold_<f>/refit``, ``final``. A fit
+  resumed from its checkpoint ends as the uninterrupted one.
   Once ``on_fold_done(f, ...)`` has been called, the ``fold_<f>/...``
   checkpoints are obsolete and may be dropped (``final`` after ``FINAL``).
   Checkpoints and payloads belong to one run: hand back only the same job's
@@ -60,6 +62,9 @@ class RunCallbacks:
     def completed_folds(self) -> dict[int, bytes]:
         return {}
 
+    def checkpoint_due(self, key: str, epoch: int) -> bool:
+        return True
+
     def checkpoint(self, key: str, epoch: int, state: bytes) -> None:
         return None
 
@@ -69,6 +74,9 @@ class RunCallbacks:
 
 class _Fit(TrainingCallbacks):
     """One fit's :class:`TrainingCallbacks`, forwarding to the run's under ``key``."""
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        return False
 
     def __init__(self, run: RunCallbacks, key: str, event: dict[str, Any]) -> None:
         self.run = run
@@ -83,6 +91,9 @@ class _Fit(TrainingCallbacks):
 
 
 class _CheckpointingFit(_Fit):
+    def checkpoint_due(self, epoch: int) -> bool:
+        return self.run.checkpoint_due(self.key, epoch)
+
     def checkpoint(self, epoch: int, state: bytes) -> None:
         self.run.checkpoint(self.key, epoch, state)
 

@@ -14,11 +14,17 @@ mini-batch gradient descent over tensors that share their first dimension:
 - every epoch appends ``train_loss`` (mean batch loss), ``valid_loss`` and the
   evaluation's other metrics (``valid_*``, and ``train_*`` on at most
   :data:`TRAIN_EVAL_ROWS` training rows) to the learning curve, hands a
-  checkpoint to ``callbacks.checkpoint`` and then reports ``callbacks.on_epoch``
+  checkpoint to ``callbacks.checkpoint`` (when ``callbacks.checkpoint_due``) and
+  then reports ``callbacks.on_epoch``
   (so every reported epoch can be resumed). Epochs count from 1;
-- a non-finite loss, or a gradient norm that is not finite or exceeds
-  ``max_gradient_norm``, raises :class:`TrainingDiverged` naming the epoch and
-  the learning rate.
+- a non-finite loss (checked every batch), or a gradient norm that is not
+  finite or exceeds ``max_gradient_norm``, raises :class:`TrainingDiverged`
+  naming the epoch and the learning rate. The gradient norm costs a tenth of
+  a small model's step, so it is checked on each of a fit's first
+  :data:`GRAD_CHECK_FIRST` batches (where a too-high learning rate shows) and
+  then every :data:`GRAD_CHECK_EVERY` batches (every batch with
+  ``clip_gradient_norm``, which needs it anyway); a gradient that explodes in
+  between makes the loss non-finite within a step or two.
 
 Determinism: callers run :func:`train` inside :func:`torch_session`, which
 seeds torch's global generator (dropout, initialisation) and restores it
@@ -60,6 +66,11 @@ __all__ = [
 
 TRAIN_EVAL_ROWS = 10_000
 """Training rows the per-epoch training metrics are computed on (a fixed subset)."""
+
+GRAD_CHECK_FIRST = 64
+GRAD_CHECK_EVERY = 8
+"""Gradient norms are checked on a fit's first GRAD_CHECK_FIRST batches, then every
+GRAD_CHECK_EVERY batches (see the module docstring)."""
 
 CHECKPOINT_FORMAT = 1
 
@@ -177,8 +188,7 @@ def train(
         _early_stopping(state, module, monitored, epoch, settings, valid_data is not None)
         state.curve.add(**metrics)
         state.epoch = epoch
-        if checkpointing:
-            assert callbacks is not None
+        if checkpointing and callbacks is not None and callbacks.checkpoint_due(epoch):
             callbacks.checkpoint(
                 epoch, _serialise(key, module, optimizer, scheduler, generator, state)
             )
@@ -236,7 +246,9 @@ def _run_epoch(
 ) -> float:
     order = torch.randperm(bounds[-1], generator=generator)
     total = 0.0
-    for start, stop in itertools.pairwise(bounds):
+    every = 1 if settings.clip_gradient_norm is not None else GRAD_CHECK_EVERY
+    first = (epoch - 1) * (len(bounds) - 1)  # batches of this fit before this epoch
+    for step, (start, stop) in enumerate(itertools.pairwise(bounds), start=first):
         rows = order[start:stop]
         loss = loss_fn([column[rows] for column in data], generator)
         value = float(loss.detach())
@@ -253,7 +265,8 @@ def _run_epoch(
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        _check_gradients(params, settings, epoch, lr)
+        if step < GRAD_CHECK_FIRST or step % every == 0:
+            _check_gradients(params, settings, epoch, lr)
         optimizer.step()
         total += value * (stop - start)
     return total / bounds[-1]
