@@ -106,8 +106,11 @@ def test_drift_flags_a_shifted_feature_and_nothing_in_distribution(served, http)
     assert x2["psi"] >= 0.1 and x2["ks"] > 0.1 and x2["p_value"] < 1e-3
 
 
-def test_labels_give_live_quality_and_stats_count_latency(served, http, admin) -> None:  # type: ignore[no-untyped-def]
+def test_labels_give_live_quality_and_stats_count_latency(served, http) -> None:  # type: ignore[no-untyped-def]
     rng, runtime, auth = served["rng"], served["runtime"], served["auth"]
+    r = http.patch("/api/v1/endpoints/drift", json={"monitoring": {"sample_rate": 1}}, headers=auth)
+    assert r.status_code == 200, r.text
+    runtime.monitor.log_size, runtime.monitor.prune_every_s = 10, 0.0
     hits = total = 0
     for _ in range(50):
         X = _rows(rng, 4)
@@ -155,3 +158,9 @@ def test_labels_give_live_quality_and_stats_count_latency(served, http, admin) -
     assert f"openmaas_endpoint_errors_total{{{series}}} 0.0" in text
     assert f"openmaas_endpoint_request_duration_seconds_count{{{series}}} 51.0" in text
     assert 'endpoint="drift"' not in http.get("/metrics").text  # a private project's endpoint
+
+    records = http.get("/api/v1/endpoints/drift/records?limit=1", headers=auth).json()
+    assert records["total"] == 51 + 51  # every request and feedback sampled (the 422 is not)
+    runtime.flush()  # a sync prunes the log to its newest log_size entries
+    records = http.get("/api/v1/endpoints/drift/records?limit=1", headers=auth).json()
+    assert records["total"] == 10

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from openmaas.domain.context import Ctx, Platform
 from openmaas.domain.endpoints import _by_name
@@ -51,6 +51,7 @@ from openmaas.store.metadata.scoped import readable_projects
 from openmaas.store.metadata.tables import (
     DatasetVersion,
     Endpoint,
+    EndpointRecord,
     EndpointStat,
     ModelVersion,
     Project,
@@ -249,6 +250,31 @@ def _quality_from(d: Mapping[str, Any]) -> ClassificationQuality | RegressionQua
     if d["kind"] == "classification":
         return ClassificationQuality.from_dict(d["state"])
     return RegressionQuality.from_dict(d["state"])
+
+
+def prune_records(platform: Platform, endpoint_ids: Sequence[int], keep: int) -> int:
+    """Keep the newest ``keep`` entries of each endpoint's request log; how many went.
+
+    Sampling bounds what a replica logs per second, this bounds what the log
+    holds: without it a busy endpoint's log would grow for ever.
+    """
+    removed = 0
+    with platform.store.write() as s:
+        for endpoint_id in endpoint_ids:
+            cutoff = s.scalar(
+                select(EndpointRecord.at)
+                .where(EndpointRecord.endpoint_id == endpoint_id)
+                .order_by(EndpointRecord.at.desc())
+                .offset(keep)
+                .limit(1)
+            )
+            if cutoff is not None:
+                removed += s.execute(
+                    delete(EndpointRecord).where(
+                        EndpointRecord.endpoint_id == endpoint_id, EndpointRecord.at <= cutoff
+                    )
+                ).rowcount
+    return removed
 
 
 # Reports --------------------------------------------------------------------------

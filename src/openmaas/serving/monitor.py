@@ -8,6 +8,10 @@ buffers it. The sync thread (``collect``) bins the buffered rows in a few
 vectorised calls per endpoint, version and window, and hands the runtime
 mergeable states (``domain.monitoring``) to add to ``endpoint_stats``.
 
+The request log is sampled by the runtime (``monitoring.sample_rate``);
+here it is bounded too: every ``prune_every_s`` the oldest entries past
+``log_size`` per endpoint are deleted.
+
 Labels are scored against the prediction this replica remembers: the last
 ``remember_rows`` rows answered (about ``remember_requests`` requests at
 most). A label for a request it forgot or another replica answered counts as
@@ -39,7 +43,7 @@ from prometheus_client.metrics_core import (
 from sqlalchemy import select
 
 from openmaas.domain.context import Platform
-from openmaas.domain.monitoring import VersionReference, reference_for
+from openmaas.domain.monitoring import VersionReference, prune_records, reference_for
 from openmaas.errors import InvalidInput
 from openmaas.ml.monitoring import (
     ClassificationQuality,
@@ -85,12 +89,17 @@ class Monitor:
         max_rows: int = 50_000,
         remember_rows: int = 100_000,
         remember_requests: int = 20_000,
+        log_size: int = 10_000,
+        prune_every_s: float = 60.0,
     ) -> None:
         self.platform = platform
         self.window_s = window_s
         self.max_rows = max_rows
         self.remember_rows = remember_rows
         self.remember_requests = remember_requests
+        self.log_size = log_size
+        self.prune_every_s = prune_every_s
+        self._pruned = time.monotonic()
         self.versions: dict[int, _Version] = {}
         self.names: dict[int, str] = {}
         self._buffer: list[tuple[Key, Any, Any, Any]] = []
@@ -206,6 +215,12 @@ class Monitor:
         for key, state in states.items():
             if state:
                 stats.setdefault(key, {})["monitor"] = state
+        if self.names and time.monotonic() - self._pruned >= self.prune_every_s:
+            self._pruned = time.monotonic()
+            try:
+                prune_records(self.platform, sorted(self.names), self.log_size)
+            except Exception:  # the log is only a sample; the counters must still be written
+                log.exception("pruning the request log failed")
 
     def _windows(self, v: _Version, items: list[tuple[Any, ...]], state: dict[str, Any]) -> None:
         n = sum(len(p) for _, p, _ in items)
