@@ -81,8 +81,8 @@ class Part:
 
     ``input_type`` is an ``onnx.TensorProto`` element type (FLOAT or DOUBLE):
     each estimator reads the precision its native implementation computes in,
-    so ONNX compares the same numbers (trees cast to float32, LightGBM
-    converts only float32).
+    so ONNX compares the same numbers (scikit-learn's trees and torch in
+    float32, LightGBM and linear models in double).
     """
 
     model: onnx.ModelProto
