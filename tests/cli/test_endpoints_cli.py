@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
+import openmaas.jobs.handlers.run  # noqa: F401  (registers the "run" job kind)
 from openmaas.api.app import create_app
 from openmaas.cli import main as cli_main
 from openmaas.client import Client
 from openmaas.config import Settings
 from openmaas.domain.context import Platform
 from openmaas.domain.identity import bootstrap_admin
+from openmaas.jobs.worker import Worker
 from openmaas.serving.runtime import ServingRuntime
 from tests.cli import test_cli
 from tests.cli.test_cli import ADMIN_PASSWORD, URL, Run, Server, run_json
@@ -168,7 +170,10 @@ def test_a_consumer_calls_and_the_owner_reads_the_books(
         result.stderr
     )
     request_id = calls[0]["request_id"]
-    out = run("--token", token, "endpoint", "feedback", "cancer", request_id, "--reward", "1")
+    out = run(
+        "--token", token, "endpoint", "feedback", "cancer", request_id, "--reward", "1",
+        "--label", "1",
+    )  # fmt: skip
     assert out.stdout.strip() == f"Recorded feedback on {request_id}"
     result = run("--token", token, "endpoint", "usage", "cancer", code=1)
     assert result.stderr.startswith("error: ")  # a predict token reads no books
@@ -180,8 +185,13 @@ def test_a_consumer_calls_and_the_owner_reads_the_books(
     table = run("endpoint", "usage", "cancer").stdout
     assert "consumer" in table and "cleo" in table
     stats = run("endpoint", "stats", "cancer").stdout
-    for text in ("cancer@1", "refused", "mean reward", "p99 ms"):
+    for text in ("cancer@1", "refused", "mean reward", "p50 ms", "p99 ms", "≤ "):
         assert text in stats
+    quality = run("endpoint", "quality", "cancer").stdout
+    assert "cancer@1 (regression)" in quality and "overall" in quality and "rmse" in quality
+    drift = run("endpoint", "drift", "cancer")
+    assert "no drift flagged" in drift.stdout
+    assert "cancer@1: the version has no training dataset" in drift.stderr
     logged = run_json(run, "endpoint", "logs", "cancer", "--kind", "request")
     assert {r["request_id"] for r in logged} == {c["request_id"] for c in calls}
     logs = run("endpoint", "logs", "cancer", "--kind", "feedback").stdout
@@ -216,3 +226,32 @@ def test_mistakes_are_named(run: Run, deployed: str, tmp_path: Path) -> None:
     assert "give --reward, --label or both" in result.stderr
     result = run("endpoint", "update", "cancer", code=2)
     assert "nothing to change" in result.stderr
+
+
+def test_drift_names_the_shifted_feature(run: Run, app: Any, project: str) -> None:
+    """A model trained by a run on a profiled dataset: its inputs are compared with that."""
+    names = ["x0", "x1", "x2"]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2000, 3))
+    frame = pd.DataFrame(X, columns=names).assign(y=(X[:, 0] > 0).astype(int))
+    admin = Client(URL, None, http=TestClient(app))
+    admin.login("admin", ADMIN_PASSWORD)
+    dataset = admin.datasets.upload(project, frame, name="normal", target="y")
+    task = admin.tasks.create(project, "normal", dataset, type="binary", target="y")
+    trained = admin.runs.create(task, "linear")
+    platform = app.state.serving.platform
+    Worker(platform, kinds=["run"], concurrency=1, poll_interval=0.05).run_until_idle(timeout=300)
+    admin.models.register_run(admin.models.create(project, "normal"), trained.id)
+    run("endpoint", "create", project, "normal", "-t", "normal@1")
+    shifted = rng.standard_normal((300, 3))
+    shifted[:, 2] += 1.0
+    body = json.dumps({"columns": names, "data": shifted.tolist()})
+    run("endpoint", "predict", "normal", "--json-body", body)
+    app.state.serving.flush()
+
+    report = run_json(run, "endpoint", "drift", "normal")
+    assert report["flagged"] and report["flagged_features"] == ["x2"]
+    result = run("endpoint", "drift", "normal", "--windows-table")
+    assert "drift in x2" in result.stdout and "FLAGGED" in result.stdout
+    assert "normal@1: the newest 1 window(s), 300 rows" in result.stdout
+    assert "normal@1: windows" in result.stdout and "prediction psi" in result.stdout

@@ -80,7 +80,9 @@ def test_a_dataframe_gets_the_boosters_predictions(
     assert list(owner.endpoints.predict("cancer", X[:3]).to_pandas().columns) == ["prediction"]
 
 
-def test_a_classifier_answers_probabilities_and_classes(owner: Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_classifier_answers_probabilities_and_learns_its_quality(
+    owner: Client, http: TestClient, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     X, y = load_wine(return_X_y=True)
     names = [f"w{i}" for i in range(X.shape[1])]
     wine = lgb.train(
@@ -98,6 +100,13 @@ def test_a_classifier_answers_probabilities_and_classes(owner: Client, tmp_path)
     assert out.classes == [0, 1, 2]
     np.testing.assert_array_equal(out.predictions, expected.argmax(axis=1))
     assert list(out.to_pandas().columns) == ["prediction", "proba_0", "proba_1", "proba_2"]
+
+    owner.endpoints.feedback("wine", out.request_id, label=y[:10])  # one label per row
+    http.app.state.serving.flush()  # type: ignore[attr-defined]
+    (scored,) = owner.endpoints.quality("wine").versions
+    assert (scored["kind"], scored["overall"]["rows"]) == ("classification", 10)
+    hits = float((expected.argmax(axis=1) == y[:10]).mean())
+    assert scored["overall"]["accuracy"] == pytest.approx(hits)
 
 
 def test_canary_then_full_switch(owner: Client, versions: list[ModelVersion]) -> None:
@@ -151,6 +160,11 @@ def test_a_consumer_calls_with_a_predict_only_token(
     assert counts == [3, 3, 0, 1]
     refused = next(s.state for s in stats if s.version_id == 0)  # before a version was chosen
     assert (refused["requests"], refused["errors"]) == (2, 2)
+    (scored,) = owner.endpoints.quality("cancer").versions  # the label 1 against a probability
+    assert (scored["kind"], scored["overall"]["rows"]) == ("regression", 1)
+    assert scored["overall"]["mae"] == pytest.approx(1 - float(answers[0].predictions[0]))
+    drift = owner.endpoints.drift("cancer")  # an uploaded booster has no training data
+    assert not drift.flagged and "no training dataset" in drift.versions[0]["note"]
     feedback = owner.endpoints.records("cancer", "feedback")
     assert feedback.total == 1 and feedback.items[0].consumer == "cleo"
 

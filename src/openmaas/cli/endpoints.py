@@ -1,4 +1,8 @@
-"""``openmaas endpoint``: deploy model versions as a service, share it, call it, watch it."""
+"""``openmaas endpoint``: deploy model versions as a service, share it, call it.
+
+Watching it (``usage``, ``stats``, ``drift``, ``quality``, ``logs``) lives in
+:mod:`openmaas.cli.endpoint_monitoring`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from openmaas.cli import output
+from openmaas.cli import endpoint_monitoring, output
 from openmaas.cli.options import Json, Limit, Offset, ProjectRef, Yes
 from openmaas.cli.session import client
 from openmaas.client import Endpoint, Prediction
@@ -85,15 +89,6 @@ TARGET_COLUMNS: list[output.Column] = [
     ("id", "version_id"),
     ("traffic", lambda t: "shadow" if t["shadow"] else f"{t['weight']}%"),
 ]
-USAGE_COLUMNS: list[output.Column] = [
-    ("day", "day"),
-    ("consumer", "consumer"),
-    ("requests", "requests"),
-    ("rows", "rows"),
-    ("errors", "errors"),
-]
-# The serving runtime's latency histogram: the upper bound of each bucket, in ms.
-LATENCY_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 
 # Formatting ----------------------------------------------------------------------------
@@ -546,110 +541,4 @@ def feedback(
         output.success(f"Recorded feedback on {request_id}")
 
 
-# Watching ------------------------------------------------------------------------------
-
-
-@app.command("usage")
-def usage(
-    ctx: typer.Context,
-    name: Name,
-    days: Annotated[int, typer.Option(min=1, max=366, help="Days back.")] = 30,
-    json: Json = False,
-) -> None:
-    """Requests, rows and errors per consumer per day (endpoint maintainers)."""
-    rows = client(ctx).endpoints.usage(name, days=days)
-    if json:
-        output.emit_json(rows)
-        return
-    output.table(rows, USAGE_COLUMNS, empty="No usage yet (counters reach the server each second).")
-
-
-def p99_bound(buckets: list[int]) -> str:
-    """The latency bucket holding the 99th percentile: ``≤ 5`` (ms)."""
-    total = sum(buckets)
-    if not total or len(buckets) != len(LATENCY_BOUNDS_MS) + 1:
-        return ""
-    seen = 0
-    for i, count in enumerate(buckets):
-        seen += count
-        if seen >= 0.99 * total:
-            return f"≤ {LATENCY_BOUNDS_MS[i]}" if i < len(LATENCY_BOUNDS_MS) else "> 5000"
-    return ""
-
-
-def stat_row(stat: Mapping[str, Any], versions: Mapping[int, str]) -> dict[str, Any]:
-    s = stat["state"]
-    requests, feedback = s.get("requests", 0), s.get("feedback", 0)
-    version_id = int(stat["version_id"])
-    return {
-        "minute": stat["window_start"],
-        "version": versions.get(version_id, f"id {version_id}") if version_id else "refused",
-        "requests": requests,
-        "errors": s.get("errors", 0),
-        "rows": s.get("rows", 0),
-        "mean ms": round(s["latency_ms_sum"] / requests, 2) if requests else None,
-        "p99 ms": p99_bound(s.get("latency_buckets") or []),
-        "feedback": feedback or None,
-        "mean reward": round(s["reward_sum"] / feedback, 4) if feedback else None,
-        "shadow disagree": s.get("shadow_disagree"),
-    }
-
-
-@app.command("stats")
-def stats(
-    ctx: typer.Context,
-    name: Name,
-    windows: Annotated[int, typer.Option(min=1, max=10_000, help="Minutes back.")] = 60,
-    json: Json = False,
-) -> None:
-    """Per minute and version: requests, errors, rows, latency, feedback, shadow diffs."""
-    c = client(ctx)
-    found = c.endpoints.stats(name, windows=windows)
-    if json:
-        output.emit_json(found)
-        return
-    targets = c.endpoints.get(name).targets
-    versions = {int(t["version_id"]): f"{t['model']}@{t['version']}" for t in targets}
-    rows = [stat_row(s.to_dict(), versions) for s in found]
-    shown = [k for k in (rows[0] if rows else {}) if any(r[k] is not None for r in rows)]
-    output.table(rows, [(k, k) for k in shown], empty="No traffic yet.")
-
-
-def body_text(record: Mapping[str, Any]) -> str:
-    """A short view of a logged call: its rows going in, what came out or was fed back."""
-    body = record.get("body") or {}
-    text = jsonlib.dumps(body.get("request", body), separators=(",", ":"), default=str)
-    return text if len(text) <= 80 else text[:79] + "…"
-
-
-LOG_COLUMNS: list[output.Column] = [
-    ("at", "at"),
-    ("kind", "kind"),
-    ("request id", "request_id"),
-    ("version", "version_id"),
-    ("consumer", "consumer"),
-    ("ms", lambda r: None if r["latency_ms"] is None else round(r["latency_ms"], 2)),
-    ("body", body_text),
-]
-
-
-@app.command("logs")
-def logs(
-    ctx: typer.Context,
-    name: Name,
-    kind: Annotated[
-        Literal["request", "feedback"] | None,
-        typer.Option(help="Only requests (sampled) or only feedback."),
-    ] = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
-    json: Json = False,
-) -> None:
-    """The sampled request log and the feedback, newest first (endpoint maintainers)."""
-    page = client(ctx).endpoints.records(name, kind, limit=limit, offset=offset)
-    if json:
-        output.emit_json(page.items)
-        return
-    output.table(page.items, LOG_COLUMNS, empty="Nothing logged yet.")
-    if page.total > len(page.items) + offset:
-        output.note(f"showing {len(page.items)} of {page.total}; use --offset / --limit for more")
+endpoint_monitoring.register(app)

@@ -337,14 +337,15 @@ class Endpoints:
     def feedback(
         self, name: str, request_id: str, *, reward: float | None = None, label: Any = None
     ) -> Record:
-        """A reward (bandit routing learns from it) and/or the true label of an answer."""
+        """A reward (bandit routing learns from it) and/or the true labels of an answer
+        (one per row of the request, or one value for a one-row request)."""
         if reward is None and label is None:
             raise InvalidInput("give a reward, a label or both")
         body: dict[str, Any] = {"request_id": request_id}
         if reward is not None:
             body["reward"] = float(reward)
         if label is not None:
-            body["label"] = label
+            body["label"] = label.tolist() if hasattr(label, "tolist") else label
         return Record(self._call(name, "feedback", _dumps(body)))
 
     # Watching ------------------------------------------------------------------------
@@ -355,10 +356,29 @@ class Endpoints:
         return [Record(x) for x in data]
 
     def stats(self, name: str, *, windows: int = 60) -> builtins.list[Record]:
-        """Per version and minute, newest first: ``version_id``, ``window_start`` and a
-        ``state`` of requests, errors, rows, latency histogram, feedback, shadow diffs."""
+        """Per version and minute, newest first: ``version_id``, ``window_start``,
+        ``requests``, ``errors``, ``rows``, ``latency_ms_mean`` / ``_p50`` / ``_p95`` /
+        ``_p99``, the latency histogram, and raw counters in ``state`` (``feedback``,
+        ``reward_sum``, ``shadow_rows``, ``shadow_disagree`` ...). ``version_id`` 0
+        counts requests refused before a version was chosen."""
         data = self._http.get(f"/endpoints/{q(name)}/stats", windows=windows)
         return [Record(x) for x in data]
+
+    def drift(self, name: str, *, windows: int = 60) -> Record:
+        """Feature drift (PSI, KS) of each version's inputs against its training data's
+        profile, and its prediction distribution, over the newest windows.
+
+        ``flagged`` and ``flagged_features`` tell whether to worry; per version,
+        ``current`` merges the newest windows until they hold ``min_rows`` rows and
+        ``windows`` lists each window's ``features``; ``note`` says why a version
+        has no reference (e.g. uploaded without a training dataset)."""
+        return Record(self._http.get(f"/endpoints/{q(name)}/drift", windows=windows))
+
+    def quality(self, name: str, *, windows: int = 60) -> Record:
+        """Live quality from the labels posted with :meth:`feedback`, per version:
+        ``overall`` and per window (accuracy, log loss, Brier for classifiers; MAE,
+        RMSE, bias, R² for regressors)."""
+        return Record(self._http.get(f"/endpoints/{q(name)}/quality", windows=windows))
 
     def records(
         self, name: str, kind: str | None = None, *, limit: int = 50, offset: int = 0
