@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 
 test: lint  ## lint, then every test that needs no external server
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 format: install
 	$(BIN)/ruff check --fix src tests benchmarks

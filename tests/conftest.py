@@ -6,12 +6,13 @@ may wipe (``.ci/run`` sets it); each test starts from an empty schema.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from starlette.testclient import TestClient
 
 from openmaas.client import Client
@@ -22,6 +23,24 @@ from tests.s3 import S3Server, s3_server
 
 PG_URL = os.environ.get("OPENMAAS_TEST_DATABASE_URL")
 __all__ = ["S3Server", "s3_server"]
+
+
+@functools.cache
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist each worker gets its own database next to the configured one,
+    made on first use, so that workers never wipe each other's schema."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _wipe_postgres(url: str) -> None:
@@ -40,8 +59,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'openmaas.db'}"
     if not PG_URL:
         pytest.skip("set OPENMAAS_TEST_DATABASE_URL to run PostgreSQL tests")
-    _wipe_postgres(PG_URL)
-    return PG_URL
+    url = _worker_database(PG_URL)
+    _wipe_postgres(url)
+    return url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from openmaas.config import Settings
 from openmaas.testing.world import World, running_world
-from tests.conftest import PG_URL, _wipe_postgres
+from tests.conftest import PG_URL, _wipe_postgres, _worker_database
 
 
 @pytest.fixture(
@@ -29,7 +29,7 @@ def world(
     else:
         if not PG_URL:
             pytest.skip("set OPENMAAS_TEST_DATABASE_URL to run PostgreSQL tests")
-        _wipe_postgres(PG_URL)
-        url = PG_URL
+        url = _worker_database(PG_URL)
+        _wipe_postgres(url)
     with running_world(Settings(home=home / "home", database_url=url)) as (_, w):
         yield w

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -163,23 +164,35 @@ def test_graceful_shutdown_completes_requests_in_flight(world: World) -> None:
     )
     port = _free_port()
     proc = _replica(world.home, port)
-    big = np.tile(world.X, (90, 1))  # 51,210 rows: about a second of work
+    big = np.tile(world.X, (20, 1))
+    body = json.dumps({"data": big.tolist()}).encode()
+    first_sent, release = threading.Event(), threading.Event()
     answers: list[httpx.Response] = []
+
+    def chunks() -> Iterator[bytes]:
+        # Half the body, then wait: the request is in flight when SIGTERM arrives.
+        yield body[: len(body) // 2]
+        first_sent.set()
+        release.wait(30)
+        yield body[len(body) // 2 :]
 
     def call() -> None:
         answers.append(
             httpx.post(
                 f"http://127.0.0.1:{port}/api/v1/endpoints/cancer/predict",
-                json={"data": big.tolist()},
-                headers=world.auth,
+                content=chunks(),
+                headers={**world.auth, "Content-Type": "application/json"},
                 timeout=60,
             )
         )
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.6)
+    assert first_sent.wait(30)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    release.set()
     caller.join(timeout=60)
     # uvicorn re-raises the signal once it has shut down gracefully
     assert proc.wait(timeout=60) in (0, -signal.SIGTERM)

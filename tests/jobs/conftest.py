@@ -25,6 +25,7 @@ from openmaas.jobs.worker import Worker
 from openmaas.store.metadata.sql import MetadataStore
 from openmaas.store.metadata.tables import Base
 from openmaas.testing.jobs import KINDS, TEST_PRELOAD, pid_alive, wait_for
+from tests.conftest import _worker_database
 
 FAST: dict[str, Any] = {"job_retry_backoff_s": 0.1, "job_retry_backoff_max_s": 1.0}
 LEASE_S, HEARTBEAT_S, POLL_S = 1.5, 0.25, 0.1
@@ -56,8 +57,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'openmaas.db'}"
     if not PG_URL:
         pytest.skip("set OPENMAAS_TEST_DATABASE_URL to run PostgreSQL tests")
-    _empty_postgres(PG_URL)
-    return PG_URL
+    url = _worker_database(PG_URL)
+    _empty_postgres(url)
+    return url
 
 
 @pytest.fixture

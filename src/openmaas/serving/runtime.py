@@ -37,7 +37,7 @@ from openmaas.domain.monitoring import merge_monitor
 from openmaas.domain.policy import EndpointAccess, decide_call
 from openmaas.domain.principal import ANONYMOUS, Principal
 from openmaas.domain.projects import access_of
-from openmaas.errors import InvalidInput, NotFound, OpenMaaSError, Unauthenticated
+from openmaas.errors import InvalidInput, NotFound, OpenMaaSError, RateLimited, Unauthenticated
 from openmaas.ml import flavors
 from openmaas.ml.bandits import ArmStats, Bandit, EpsilonGreedy, ThompsonSampling, TrafficSplit
 from openmaas.ml.flavors.signature import Signature
@@ -59,18 +59,6 @@ from openmaas.store.metadata.tables import (
 log = logging.getLogger("openmaas.serving")
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 MAX_LOGGED_BODY = 64 * 1024
-
-
-class TooManyRequests(OpenMaaSError):
-    code = "rate_limited"
-    status = 429
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(
-            f"rate limit exceeded; retry in {math.ceil(retry_after)} s",
-            details={"retry_after": math.ceil(retry_after)},
-        )
-        self.retry_after = math.ceil(retry_after)
 
 
 @dataclass
@@ -301,7 +289,12 @@ class ServingRuntime:
         bucket[0] = min(float(limit), bucket[0] + (now - bucket[1]) * rate)
         bucket[1] = now
         if bucket[0] < 1.0:
-            raise TooManyRequests((1.0 - bucket[0]) / rate)
+            wait = math.ceil((1.0 - bucket[0]) / rate)
+            raise RateLimited(
+                f"rate limit of {limit} requests per minute exceeded; retry in {wait} s",
+                retry_after=wait,
+                details={"retry_after": wait, "limit_per_minute": limit},
+            )
         bucket[0] -= 1.0
 
     # The request path ----------------------------------------------------------------
@@ -584,6 +577,6 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def _error(e: OpenMaaSError) -> Answer:
     body = orjson.dumps({"error": e.to_dict()})
     headers = []
-    if isinstance(e, TooManyRequests):
-        headers.append(("retry-after", str(e.retry_after)))
+    if isinstance(e, RateLimited):
+        headers.append(("retry-after", str(math.ceil(e.retry_after))))
     return Answer(e.status, body, headers)
