@@ -94,6 +94,7 @@ class Monitor:
     ) -> None:
         self.platform = platform
         self.window_s = window_s
+        self._window: tuple[float, datetime] = (-1.0, window_start(0.0, window_s))
         self.max_rows = max_rows
         self.remember_rows = remember_rows
         self.remember_requests = remember_requests
@@ -112,8 +113,13 @@ class Monitor:
         self._totals: dict[tuple[int, int], list[Any]] = {}
 
     def window(self) -> datetime:
-        """The start of the current window (the key of every per-window state)."""
-        return window_start(time.time(), self.window_s)
+        """The start of the current window (the key of every per-window state); the
+        datetime is made once per window, not per request."""
+        ts = time.time()
+        start = ts - ts % self.window_s
+        if start != self._window[0]:
+            self._window = (start, window_start(ts, self.window_s))
+        return self._window[1]
 
     # Deployments (sync thread) -------------------------------------------------------
 

@@ -14,6 +14,7 @@ Rate limits are token buckets per consumer, per replica.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -118,6 +119,10 @@ class ServingRuntime:
         self._stats: dict[tuple[int, int, datetime], dict[str, Any]] = {}
         self._records: list[EndpointRecord] = []
         self._rng = np.random.default_rng()
+        # Request ids: the version, this replica's random prefix, a counter (unique, cheap).
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._ids = itertools.count(1)
+        self._day = (0, "")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = False
@@ -338,7 +343,10 @@ class ServingRuntime:
                 )
             obj = inputs.parse_body(body)
             max_rows = d.limits.get("max_rows") or self.settings.serving_max_rows
-            version = int(d.live[int(d.router.choose_many(1, self._rng)[0])])
+            if len(d.live) == 1:
+                version = d.live[0]
+            else:
+                version = int(d.live[int(d.router.choose_many(1, self._rng)[0])])
             predictor = self.predictors[version]
             if predictor.matrix_input:
                 X: Any = inputs.to_matrix(obj, d.signature, max_rows)
@@ -359,7 +367,7 @@ class ServingRuntime:
     def finish(self, call: Call, out: flavors.Output) -> Answer:
         """The answer for ``call`` from the model's output; shadows and accounting."""
         d, version = call.deployment, call.version
-        request_id = f"{version}-{uuid.uuid4().hex[:20]}"
+        request_id = f"{version}-{self._id_prefix}{next(self._ids):x}"
         answer: dict[str, Any] = {
             "predictions": out.predictions,
             "request_id": request_id,
@@ -376,7 +384,7 @@ class ServingRuntime:
             self._shadow(d, shadow, call.X, out.predictions)
         self._account(d, version, call.consumer, len(call.X), call.start, error=False)
         self.monitor.observe(d.id, version, call.X, out, request_id)
-        if self._rng.random() < d.monitoring.get("sample_rate", 0.0):
+        if random.random() < d.monitoring.get("sample_rate", 0.0):
             self._log(d, "request", request_id, version, call.consumer, call.start, call.body,
                       payload)  # fmt: skip
         return Answer(200, payload)
@@ -444,6 +452,13 @@ class ServingRuntime:
             }  # fmt: skip
         return state
 
+    def _today(self) -> str:
+        """The UTC day of usage rows, recomputed once a second (not per request)."""
+        second = int(time.time())
+        if self._day[0] != second:
+            self._day = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d"))
+        return self._day[1]
+
     def _account(
         self,
         d: Deployment | None,
@@ -466,7 +481,7 @@ class ServingRuntime:
         i = next((k for k, b in enumerate(LATENCY_BUCKETS_MS) if ms <= b), len(LATENCY_BUCKETS_MS))
         state["latency_buckets"][i] += 1
         if usage:
-            day = datetime.now(UTC).strftime("%Y-%m-%d")
+            day = self._today()
             counts = self._usage[(d.id, day, consumer[:80])]
             counts[0] += 1
             counts[1] += rows
