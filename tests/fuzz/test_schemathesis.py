@@ -38,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from openmaas.config import Settings
+from openmaas.testing.scoring import ROWS_CSV, finished_score_job, scoring_body
 from openmaas.testing.world import (
     API,
     CSV,
@@ -124,6 +125,7 @@ def _seeds(world: World) -> Seeds:
             "org": [ORG],
             "username": ["owner", "viewer"],
             "version": ["1", "latest"],
+            "job_id": [finished_score_job(world, sp) for sp in spaces],  # succeeded scoring jobs
         },
         per_operation={
             "DELETE /api/v1/orgs/{org}": {"org": several(world.new_org)},
@@ -184,6 +186,8 @@ def _seeds(world: World) -> Seeds:
                     ("GET", "/records"),
                     ("POST", "/predict"),
                     ("POST", "/feedback"),
+                    ("POST", "/score"),
+                    ("POST", "/score/upload"),
                 ]
             },
             "DELETE /api/v1/endpoints/{name}": {
@@ -193,6 +197,17 @@ def _seeds(world: World) -> Seeds:
             },
             "DELETE /api/v1/models/{model_id}": {
                 "model_id": several(lambda: world.new_model(private))
+            },
+            "GET /api/v1/transforms/{job_id}": {
+                "job_id": [
+                    world.ok(
+                        "owner",
+                        "POST",
+                        f"/models/{sp.model_id}/versions/1/transforms",
+                        json={"kind": "onnx"},
+                    )["id"]
+                    for sp in spaces
+                ]
             },
         },
     )
@@ -214,6 +229,10 @@ def _hints(world: World) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
     version_id = world.spaces["private"].version_id
     targets = [{"version_id": version_id, "weight": 100}]
     model_name = world.ok("owner", "GET", f"/models/{world.spaces['private'].model_id}")["name"]
+    rows = st.just({"body": scoring_body(world, world.spaces["private"])})
+    rows_file = st.just(
+        {"query": {"format": "csv"}, "media_type": "text/csv", "body": ROWS_CSV.encode()}
+    )
     return {
         "POST /api/v1/auth/login": st.just({"body": {"username": "viewer", "password": PASSWORD}}),
         "POST /api/v1/auth/password": st.just(
@@ -264,6 +283,13 @@ def _hints(world: World) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
         "POST /api/v1/endpoints/{name}/predict": st.just({"body": {"data": [[0.1, 0.2, 0.3]]}}),
         "POST /api/v1/endpoints/{name}/feedback": st.just(
             {"body": {"request_id": f"{version_id}-x", "reward": 1.0}}
+        ),
+        "POST /api/v1/models/{model_id}/versions/{version}/score": rows,
+        "POST /api/v1/models/{model_id}/versions/{version}/score/upload": rows_file,
+        "POST /api/v1/endpoints/{name}/score": rows,
+        "POST /api/v1/endpoints/{name}/score/upload": rows_file,
+        "POST /api/v1/models/{model_id}/versions/{version}/transforms": st.just(
+            {"body": {"kind": "onnx"}}
         ),
     }
 
@@ -324,7 +350,11 @@ def _fuzz(
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[FastAPI, World]]:
-    settings_ = Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'db'}")
+    # No background serving sync while fuzzing: its thread draws from ``random``, which
+    # Hypothesis reports as flaky when it happens while a case is being generated.
+    settings_ = Settings(
+        home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'db'}", serving_sync_s=3600
+    )
     with running_world(settings_) as app_and_world:
         yield app_and_world
     asgi.shutdown_lifespans()  # schemathesis started the app's lifespan once, for all calls
