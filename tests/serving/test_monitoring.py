@@ -164,3 +164,43 @@ def test_labels_give_live_quality_and_stats_count_latency(served, http) -> None:
     runtime.flush()  # a sync prunes the log to its newest log_size entries
     records = http.get("/api/v1/endpoints/drift/records?limit=1", headers=auth).json()
     assert records["total"] == 10
+
+
+def test_an_upload_without_lineage_is_served_without_drift_but_scored(
+    admin, http, model_txt, booster, cancer
+) -> None:  # type: ignore[no-untyped-def]
+    auth = _auth(admin.token)
+    admin.orgs.create("lab")
+    project = admin.projects.create("lab", "study")
+    model = http.post(
+        f"/api/v1/projects/{project.id}/models", json={"name": "bc"}, headers=auth
+    ).json()
+    v = http.post(
+        f"/api/v1/models/{model['id']}/versions/upload",
+        params={"filename": "model.txt"},
+        content=model_txt.read_bytes(),
+        headers=auth,
+    ).json()
+    r = http.post(
+        f"/api/v1/projects/{project.id}/endpoints",
+        json={"name": "bc", "targets": [{"version_id": v["id"], "weight": 100}]},
+        headers=auth,
+    )
+    assert r.status_code == 201, r.text
+    runtime = http.app.state.serving
+    runtime.sync()
+    X, y = cancer
+    answer = orjson.loads(
+        runtime.predict("bc", auth["Authorization"], orjson.dumps({"data": X[:10].tolist()})).body
+    )
+    fb = orjson.dumps({"request_id": answer["request_id"], "label": y[:10].tolist()})
+    assert runtime.feedback("bc", auth["Authorization"], fb).status == 200
+    runtime.flush()
+    (d,) = http.get("/api/v1/endpoints/bc/drift", headers=auth).json()["versions"]
+    assert d["note"].startswith("the version has no training dataset") and not d["flagged"]
+    assert d["current"] is None and d["windows"][0]["predictions"] is None
+    (q,) = http.get("/api/v1/endpoints/bc/quality", headers=auth).json()["versions"]
+    # a binary booster answers probabilities: scored as numbers against the 0/1 labels
+    expected = np.abs(booster.predict(X[:10]) - y[:10]).mean()
+    assert q["kind"] == "regression" and q["overall"]["rows"] == 10
+    assert q["overall"]["mae"] == pytest.approx(expected)

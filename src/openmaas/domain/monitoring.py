@@ -7,6 +7,7 @@ and window, under ``state["monitor"]``::
     {"drift": FeatureWindow.to_dict(),          # inputs binned against the reference
      "predictions": PredictionWindow.to_dict(), # outputs binned likewise
      "quality": {"kind": "classification" | "regression", "state": {...}},
+     "observed": 600, # rows seen (with or without a reference to compare them with)
      "unmatched": 3,  # labels whose request this replica no longer remembered
      "skipped": 0}    # rows a replica could not count (and logged why)
 
@@ -269,11 +270,12 @@ def prune_records(platform: Platform, endpoint_ids: Sequence[int], keep: int) ->
                 .limit(1)
             )
             if cutoff is not None:
-                removed += s.execute(
+                gone = s.execute(
                     delete(EndpointRecord).where(
                         EndpointRecord.endpoint_id == endpoint_id, EndpointRecord.at <= cutoff
                     )
-                ).rowcount
+                )
+                removed += gone.rowcount  # type: ignore[attr-defined]
     return removed
 
 

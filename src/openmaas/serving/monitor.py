@@ -230,6 +230,7 @@ class Monitor:
 
     def _windows(self, v: _Version, items: list[tuple[Any, ...]], state: dict[str, Any]) -> None:
         n = sum(len(p) for _, p, _ in items)
+        state["observed"] = n
         try:
             if v.ref.features is not None:
                 window = FeatureWindow(v.ref.features)
