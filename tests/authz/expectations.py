@@ -285,6 +285,12 @@ def scored_job(case: Case) -> int:
     return finished_score_job(case.world, case.space)
 
 
+def transform_job(case: Case) -> int:
+    """A transform (ONNX export) ``owner`` queued on the space's model."""
+    path = f"/models/{case.space.model_id}/versions/1/transforms"
+    return int(case.world.ok("owner", "POST", path, json={"kind": "onnx"})["id"])
+
+
 def fresh_org(case: Case) -> str:
     return case.world.new_org()
 
@@ -525,4 +531,10 @@ EXPECTATIONS: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/scoring/{job_id}"): Rule(MANAGE, path={"job_id": score_job}),
     ("GET", "/scoring/{job_id}/result"): Rule(MANAGE, path={"job_id": scored_job}),
+    # Transforms (compression) make a new version: a contribution to the model's project;
+    # the job is read like the model.
+    ("POST", "/models/{model_id}/versions/{version}/transforms"): Rule(
+        CREATE, 201, json={"kind": "onnx"}
+    ),
+    ("GET", "/transforms/{job_id}"): Rule(READ, path={"job_id": transform_job}),
 }

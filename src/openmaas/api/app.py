@@ -25,6 +25,7 @@ from openmaas.api.routes import (
     runs,
     scoring,
     tasks,
+    transforms,
 )
 from openmaas.config import Settings, get_settings
 from openmaas.domain.context import Platform
@@ -79,7 +80,7 @@ def create_app(platform: Platform | None = None, *, prepare: bool = True) -> Fas
 
     for module in (
         identity, orgs, projects, datasets, tasks, algorithms, runs, run_uploads, models,
-        endpoints, scoring,
+        endpoints, scoring, transforms,
     ):  # fmt: skip
         api.include_router(module.router)
     app.include_router(api)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from openmaas.cli import model_files, output
+from openmaas.cli import model_compress, model_files, output
 from openmaas.cli.datasets import human_bytes
 from openmaas.cli.options import Json, Limit, Offset, ProjectRef, Yes
 from openmaas.cli.session import client
@@ -286,6 +286,7 @@ def register_run(
 
 
 model_files.register(app)
+model_compress.register(app)
 
 
 @app.command("versions")

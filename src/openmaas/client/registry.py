@@ -32,6 +32,7 @@ from openmaas.client._http import Http, Progress, q
 from openmaas.client.local_model import LocalModel
 from openmaas.client.models import Model, ModelVersion, Page, Record, Run
 from openmaas.client.resources import ProjectRef, Projects
+from openmaas.client.transforms import TransformJob
 from openmaas.errors import InvalidFile, InvalidInput, NotFound, PermissionDenied
 
 ModelRef = int | str | Model | ModelVersion
@@ -276,6 +277,16 @@ class Models:
         if isinstance(ref, ModelVersion):
             return ref
         return ModelVersion(self._http.get("/models/resolve", ref=ref))
+
+    def transform(self, ref: VersionRef, kind: str, **params: Any) -> TransformJob:
+        """Queue a compression of a version into a new one: ``kind`` ``onnx`` (export),
+        ``quantize`` (int8, a dnn) or ``distill`` (``student="lightgbm"`` or ``"mlp"``,
+        ``student_params``); ``task_id`` names the task to evaluate (or distill) on when
+        the version has none. ``.wait()`` gives the new version; its ``transform`` holds
+        the report (size, latency per row, metric before and after)."""
+        v = self.resolve(ref)
+        path = f"/models/{v.model_id}/versions/{v.version}/transforms"
+        return TransformJob(self._http.post(path, json={"kind": kind, "params": params}), self)
 
     # Aliases and history ---------------------------------------------------------------
 

@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 Handler = Callable[["JobContext"], "dict[str, Any] | None"]
 
 #: Modules a worker imports to register the platform's own job kinds.
-KIND_MODULES: tuple[str, ...] = ("openmaas.jobs.handlers.run", "openmaas.jobs.handlers.score")
+KIND_MODULES: tuple[str, ...] = (
+    "openmaas.jobs.handlers.run",
+    "openmaas.jobs.handlers.score",
+    "openmaas.jobs.handlers.transform",
+)
 
 _KINDS: dict[str, str] = {}
 

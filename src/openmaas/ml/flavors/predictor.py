@@ -172,9 +172,16 @@ class PipelinePredictor(_EstimatorPredictor):
 
 
 class OnnxPredictor(Predictor):
-    """Any ONNX model with one 2-D float input; a second output is read as probabilities."""
+    """Any ONNX model with one 2-D float input; a second output is read as probabilities.
+
+    A model OpenMaaS exported (:mod:`openmaas.ml.compress`, its metadata says so)
+    has one output, probabilities or values: it is read by that package's
+    predictor, so it answers labels and probabilities as the version it came
+    from did.
+    """
 
     flavor = "onnx"
+    exported: Any = None  # an ml.compress OnnxPredictor, for models OpenMaaS exported
 
     def __init__(self, directory: Path) -> None:
         try:
@@ -183,6 +190,8 @@ class OnnxPredictor(Predictor):
             raise InvalidInput(
                 "ONNX models need the 'onnx' extra: pip install openmaas[onnx]"
             ) from None
+        if self._load_exported(directory):
+            return
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -207,12 +216,43 @@ class OnnxPredictor(Predictor):
                     f"model.onnx does not predict on {self.n_features} inputs: {e}"
                 ) from None
 
+    def _load_exported(self, directory: Path) -> bool:
+        """Whether the model is one OpenMaaS exported (then loaded through ``ml.compress``)."""
+        from openmaas.ml.compress import OnnxPredictor as Exported
+        from openmaas.ml.compress.onnx_graph import FORMAT, META
+
+        model = (directory / MAIN_FILE["onnx"]).read_bytes()
+        try:
+            exported = Exported(model)
+        except InvalidFile:  # not ours, or not loadable: the generic path says which
+            return False
+        meta = exported.session.get_modelmeta().custom_metadata_map
+        if meta.get(META["format"]) != FORMAT:  # pragma: no cover - Exported checks it
+            return False
+        self.exported = exported
+        self.session = exported.session
+        self.input = self.session.get_inputs()[0]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        # a bare binary LightGBM booster serves P(positive) as its predictions
+        self.positive_only = meta.get("openmaas.predictions") == "probability"
+        if exported.classes is not None and not self.positive_only:
+            self.classes = [_plain(c) for c in exported.classes]
+        return True
+
     @property
     def n_features(self) -> int | None:
+        if self.exported is not None:
+            return int(self.exported.n_features)
         shape = self.input.shape
         return shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
 
+    @property
+    def feature_names(self) -> list[str] | None:
+        return None if self.exported is None else list(self.exported.feature_names)
+
     def predict(self, X: Any) -> Output:
+        if self.exported is not None:
+            return self._predict_exported(X)
         X = np.asarray(X, dtype=self.dtype)
         results = self.session.run(None, {self.input.name: X})
         pred = np.asarray(results[0])
@@ -222,6 +262,15 @@ class OnnxPredictor(Predictor):
         if pred.ndim == 2 and pred.shape[1] == 1:
             pred = pred[:, 0]
         return Output(pred, proba)
+
+    def _predict_exported(self, X: Any) -> Output:
+        exported = self.exported
+        if exported.classes is None:
+            return Output(np.asarray(exported.predict(X)))
+        proba = np.asarray(exported.predict_proba(X))
+        if self.positive_only:
+            return Output(np.ascontiguousarray(proba[:, -1]))
+        return Output(exported.classes[np.argmax(proba, axis=1)], proba)
 
 
 def load(flavor: str, directory: Path, names: list[str] | None = None) -> Predictor:
