@@ -109,7 +109,9 @@ def test_scoring_a_dataset_and_an_upload_writes_the_models_predictions(platform,
     assert by_upload.status_code == 201, by_upload.text
     early = http.get(f"/api/v1/scoring/{by_upload.json()['id']}/result", headers=auth)
     assert early.status_code == 409
-    assert early.json()["error"]["message"].startswith(f"scoring job {by_upload.json()['id']} is")
+    assert early.json()["error"]["message"] == (
+        f"scoring job {by_upload.json()['id']} has no result: it is still queued"
+    )
 
     work(platform)
 
@@ -176,8 +178,23 @@ def test_an_endpoint_scores_with_its_heaviest_version_for_its_callers(
         headers=_auth(outsider.token),
     )  # fmt: skip
     assert hidden.status_code == 404
+    words = pd.DataFrame(X[:5], columns=NAMES).assign(f7="seven").to_csv(index=False)
+    doomed = http.post(
+        "/api/v1/endpoints/cancer/score/upload", params={"format": "csv"},
+        content=words.encode(), headers=viewer,
+    )  # fmt: skip
+    assert doomed.status_code == 201, doomed.text  # the names fit; the values are read later
 
     work(platform)
+
+    failed = http.get(f"/api/v1/scoring/{doomed.json()['id']}", headers=viewer).json()
+    assert (failed["state"], failed["error_code"]) == ("failed", "invalid_input")
+    assert failed["error"] == "column 'f7' holds string, but the model reads numbers"
+    assert http.get(f"/api/v1/scoring/{doomed.json()['id']}/result", headers=viewer).json()[
+        "error"
+    ]["message"] == (
+        f"scoring job {doomed.json()['id']} has no result: it failed ({failed['error']})"
+    )
 
     assert http.get(f"/api/v1/scoring/{job.json()['id']}", headers=viewer).json()["state"] == (
         "succeeded"

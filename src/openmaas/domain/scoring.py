@@ -50,6 +50,12 @@ from openmaas.store.metadata.tables import (
 KIND = "score"
 RESULT_FORMATS = ("parquet", "csv")
 PARQUET = "application/vnd.apache.parquet"
+_STATES = {
+    "queued": "it is still queued",
+    "running": "it is still running",
+    "failed": "it failed",
+    "cancelled": "it was cancelled",
+}
 
 
 @dataclass(frozen=True)
@@ -232,9 +238,9 @@ def result(ctx: Ctx, job_id: int, fmt: str = "parquet") -> tuple[Job, Iterator[b
         )
     job = get(ctx, job_id)
     if job.state != SUCCEEDED or not (job.result or {}).get("digest"):
-        why = f": {job.error}" if job.error else ""
+        why = f" ({job.error})" if job.error else ""
         raise Conflict(
-            f"scoring job {job_id} is {job.state}; it has no result{why}",
+            f"scoring job {job_id} has no result: {_STATES.get(job.state, job.state)}{why}",
             details={"state": job.state},
         )
     digest = str(job.result["digest"])  # type: ignore[index]
