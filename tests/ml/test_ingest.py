@@ -520,3 +520,41 @@ def test_numeric_override_keeps_floats_across_blocks(tmp_path: Path, small_block
     r = ingest(tmp_path, data, overrides={"a": "numeric"})
     assert kinds(r)["a"] == ("numeric", "double")
     assert pq.read_table(r.parquet_path)["a"].to_pylist()[:3] == [1.0, 2.5, 0.0]
+
+
+def test_blocks_kept_by_a_reader_are_never_overwritten() -> None:
+    """Block buffers are reused only once nothing refers to them any more."""
+    import io
+
+    lines = b"".join(b"%06d,row\n" % i for i in range(2000))
+    reader = blocks_module.BlockReader(
+        io.BytesIO(lines), block_bytes=256, quote_aware=False, max_record_bytes=1024
+    )
+    kept = []
+    for i, block in enumerate(reader):
+        if i % 3 == 0:
+            kept.append((block, bytes(block.data)))
+    assert all(bytes(b.data) == copy for b, copy in kept)
+    again = blocks_module.BlockReader(
+        io.BytesIO(lines), block_bytes=256, quote_aware=False, max_record_bytes=1024
+    )
+    assert b"".join(bytes(b.data) for b in again) == lines
+
+
+def test_content_hash_matches_the_file_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest is taken while writing (and synced as it goes), never by re-reading."""
+    import hashlib
+
+    from openmaas.ml.data import sink as sink_module
+
+    monkeypatch.setattr(sink_module, "SYNC_BYTES", 1 << 16)
+    monkeypatch.setattr(sink_module, "WRITE_BUFFER_BYTES", 1 << 15)
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=200_000), "s": rng.choice(["a", "b"], 200_000)})
+    src = tmp_path / "in.csv"
+    df.to_csv(src, index=False)
+    r = ingest_file(src, "csv", tmp_path / "out.parquet")
+    assert r.parquet_sha256 == hashlib.sha256(r.parquet_path.read_bytes()).hexdigest()
+    assert pq.read_table(r.parquet_path).num_rows == 200_000

@@ -12,7 +12,9 @@ line breaks (see :mod:`openmaas.ml.data.blocks`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +40,7 @@ from openmaas.ml.data.validate import check_values
 
 MAX_PASSES = 6
 _PROFILE_BATCH_ROWS = 1 << 17
+_PROFILE_PENDING = 1
 
 
 def ingest_file(
@@ -176,7 +179,11 @@ def _write(
 ) -> IngestResult:
     rows = 0
     profiler: Profiler | None = None
-    with ParquetSink(out) as sink:
+    profiling: deque[Future[None]] = deque()
+    with (
+        ParquetSink(out) as sink,
+        ThreadPoolExecutor(1, thread_name_prefix="openmaas-profile") as pool,
+    ):
         for table, trusted in _tagged(base, new):
             if not trusted:
                 table = _storage(check_values(table, rows - base_rows, limits))
@@ -190,8 +197,14 @@ def _write(
                 )
             if profiler is None:
                 profiler = Profiler(table.schema, sample_rows=sample_rows, seed=seed)
-            profiler.add(table)
+            # One profiling thread (tables in file order, so the sample is reproducible)
+            # beside the Parquet writer's: this thread goes on to read the next block.
+            profiling.append(pool.submit(profiler.add, table))
+            while len(profiling) > _PROFILE_PENDING:
+                profiling.popleft().result()
             sink.write(table)
+        while profiling:
+            profiling.popleft().result()
         if profiler is None:
             raise InvalidFile("the file has no data rows")
         columns = profiler.kinds(kinds)
