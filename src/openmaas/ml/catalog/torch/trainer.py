@@ -248,9 +248,15 @@ def _run_epoch(
     total = 0.0
     every = 1 if settings.clip_gradient_norm is not None else GRAD_CHECK_EVERY
     first = (epoch - 1) * (len(bounds) - 1)  # batches of this fit before this epoch
+    # columns without values (no categorical codes, no regression targets) are sliced,
+    # not gathered: an index per batch costs as much as a small layer
+    empty = [isinstance(c, torch.Tensor) and c.dim() > 1 and c.shape[1] == 0 for c in data]
     for step, (start, stop) in enumerate(itertools.pairwise(bounds), start=first):
         rows = order[start:stop]
-        loss = loss_fn([column[rows] for column in data], generator)
+        n = stop - start
+        loss = loss_fn(
+            [c[:n] if e else c[rows] for c, e in zip(data, empty, strict=True)], generator
+        )
         value = float(loss.detach())
         lr = optimizer.param_groups[0]["lr"]
         if not math.isfinite(value):
