@@ -381,11 +381,11 @@ def _report(
     else:
         X, y = data.X.iloc[data.test], data.y[data.test]
         wants_scores = data.metric.needs_scores and data.classes is not None
-        before = native.proba if wants_scores else native.predict
-        after = compressed.proba if wants_scores else compressed.predict
-        assert before is not None and after is not None
+        scored = (native.proba, compressed.proba) if wants_scores else (None, None)
+        native_fn = scored[0] or native.predict
+        compressed_fn = scored[1] or compressed.predict
         report = compression_report(
-            before, after, X, y, data.metric, size_before, size_after,
+            native_fn, compressed_fn, X, y, data.metric, size_before, size_after,
             **_metric_kw(data.metric, data.classes),
         )  # fmt: skip
         report["rows"] = "task test part"
