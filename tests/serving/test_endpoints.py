@@ -295,3 +295,41 @@ def test_mlflow_model_serves_the_same_predictions(http, svc, booster, cancer) ->
     body = {"dataframe_split": {"columns": NAMES, "data": X.tolist()}}
     out = _predict(http, svc["owner"].token, body, name="imported").json()
     np.testing.assert_allclose(out["predictions"], booster.predict(X), atol=1e-12)
+
+
+def test_text_class_labels_are_answered(http, svc, cancer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.linear_model import LogisticRegression
+
+    from openmaas.ml.catalog.persist import dump_skops
+
+    X, y = cancer
+    labels = np.where(y == 1, "benign", "malignant")
+    est = LogisticRegression(max_iter=2000).fit(X[:, :4], labels)
+    dump_skops(est, tmp_path / "model.skops")
+    auth = _auth(svc["owner"].token)
+    model = http.post(
+        f"/api/v1/projects/{svc['project'].id}/models", json={"name": "labels"}, headers=auth
+    ).json()
+    sig = '{"inputs": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}]}'
+    v = http.post(
+        f"/api/v1/models/{model['id']}/versions/upload",
+        params={"filename": "model.skops", "signature": sig},
+        content=(tmp_path / "model.skops").read_bytes(),
+        headers=auth,
+    )
+    assert v.status_code == 201, v.text
+    r = http.post(
+        f"/api/v1/projects/{svc['project'].id}/endpoints",
+        json={"name": "labels", "targets": [{"version_id": v.json()["id"], "weight": 100}]},
+        headers=auth,
+    )
+    assert r.status_code == 201, r.text
+    out = _predict(http, svc["owner"].token, {"data": X[:5, :4].tolist()}, name="labels").json()
+    assert out["predictions"] == est.predict(X[:5, :4]).tolist()
+    assert out["classes"] == ["benign", "malignant"] and len(out["probabilities"]) == 5
+    bad = http.post(
+        "/api/v1/endpoints/labels/feedback",
+        json={"request_id": out["request_id"], "reward": 1.0, "label": {"x": 1}},
+        headers=auth,
+    )
+    assert bad.status_code == 422

@@ -83,18 +83,8 @@ def to_matrix(obj: dict[str, Any], sig: Signature, max_rows: int) -> np.ndarray:
     names = sig.names
     if columns is None:  # records
         return _records(rows, names)
-    if len(set(columns)) != len(columns):
-        raise InvalidInput("columns has duplicate names", details={"field": "columns"})
-    missing = [c for c in names if c not in columns]
-    if missing:
-        raise InvalidInput(
-            f"missing column {missing[0]!r}"
-            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-            details={"field": missing[0]},
-        )
-    extra = [c for c in columns if c not in names]
-    if extra:
-        raise InvalidInput(f"unknown column {extra[0]!r}", details={"field": extra[0]})
+    if columns is not names and columns != names:  # named columns in another order
+        _check_columns(columns, names, sig.name_set)
     try:
         X = np.array(rows, dtype=np.float64)
     except (ValueError, TypeError):
@@ -105,6 +95,22 @@ def to_matrix(obj: dict[str, Any], sig: Signature, max_rows: int) -> np.ndarray:
     if columns != names:
         X = X[:, [columns.index(c) for c in names]]
     return X
+
+
+def _check_columns(columns: list[str], names: list[str], name_set: frozenset[str]) -> None:
+    given = set(columns)
+    if len(given) != len(columns):
+        raise InvalidInput("columns has duplicate names", details={"field": "columns"})
+    missing = [c for c in names if c not in given]
+    if missing:
+        raise InvalidInput(
+            f"missing column {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+            details={"field": missing[0]},
+        )
+    extra = [c for c in columns if c not in name_set]
+    if extra:
+        raise InvalidInput(f"unknown column {extra[0]!r}", details={"field": extra[0]})
 
 
 def _explain_rows(rows: list[Any], columns: list[str]) -> None:

@@ -368,8 +368,11 @@ class ServingRuntime:
         """The answer for ``call`` from the model's output; shadows and accounting."""
         d, version = call.deployment, call.version
         request_id = f"{version}-{self._id_prefix}{next(self._ids):x}"
+        predictions = out.predictions
+        if predictions.dtype.kind in "OUS":  # text labels: orjson writes numbers only
+            predictions = predictions.tolist()
         answer: dict[str, Any] = {
-            "predictions": out.predictions,
+            "predictions": predictions,
             "request_id": request_id,
             "version": version,
         }
@@ -421,18 +424,23 @@ class ServingRuntime:
                 )
             version = int(head)
             reward = obj.get("reward")
-            if reward is not None:
+            if reward is not None:  # checked before anything is recorded
                 if not isinstance(reward, int | float) or not math.isfinite(reward):
                     raise InvalidInput(
                         "reward must be a finite number", details={"field": "reward"}
                     )
                 if isinstance(d.router, Bandit):
+                    low, high = d.router.reward_range
+                    if not low <= reward <= high:
+                        raise InvalidInput(d.router.reward_error, details={"field": "reward"})
+            if obj.get("label") is not None:  # live quality: scored by the monitor
+                self.monitor.label(d.id, version, request_id, obj["label"])
+            if reward is not None:
+                if isinstance(d.router, Bandit):
                     d.router.update(str(version), float(reward))
                 state = self._state(d.id, version)
                 state["feedback"] = state.get("feedback", 0) + 1
                 state["reward_sum"] = state.get("reward_sum", 0.0) + float(reward)
-            if obj.get("label") is not None:  # live quality: scored by the monitor
-                self.monitor.label(d.id, version, request_id, obj["label"])
             start = time.perf_counter()
             self._log(d, "feedback", request_id, version, principal.username, start, body, b"")
         except OpenMaaSError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from openmaas.errors import InvalidInput
@@ -40,9 +41,13 @@ class Signature:
     inputs: tuple[Column, ...]
     outputs: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
         return [c.name for c in self.inputs]
+
+    @cached_property
+    def name_set(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.inputs)
 
     @property
     def numeric(self) -> bool:
