@@ -53,6 +53,9 @@ from openmaas.store.metadata.tables import (
     Task,
 )
 
+EPOCH_REPORT_S = 0.2
+"""Fewest seconds between two per-epoch progress reports (other events always go)."""
+
 MEDIA = {
     ".parquet": "application/vnd.apache.parquet",
     ".json": "application/json",
@@ -73,13 +76,20 @@ class JobCallbacks(RunCallbacks):
         self.meta.setdefault("epochs_trained", 0)  # over every attempt, as of the checkpoint
         self.interval = job.settings.job_checkpoint_interval_s
         self.last_checkpoint = time.monotonic()
+        self.last_epoch_report = -EPOCH_REPORT_S
 
     def on_progress(self, event: dict[str, Any]) -> None:
-        self.job.progress(event)
         kind = event.get("event")
         if kind == "epoch":
             self.meta["epochs_trained"] += 1
-        elif kind == "fold_done":
+            # The worker keeps only the latest progress (stored with each heartbeat): a
+            # boosting round every few milliseconds need not each cross the pipe.
+            now = time.monotonic()
+            if now - self.last_epoch_report < EPOCH_REPORT_S:
+                return
+            self.last_epoch_report = now
+        self.job.progress(event)
+        if kind == "fold_done":
             metrics = event.get("metrics") or {}
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
             self.job.log(f"fold {event.get('fold')} of {event.get('folds')} done: {shown}")
