@@ -198,3 +198,22 @@ def test_graceful_shutdown_completes_requests_in_flight(world: World) -> None:
     assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
     assert answers and answers[0].status_code == 200
     assert len(answers[0].json()["predictions"]) == len(big)
+
+
+def test_replica_metrics_show_endpoints_to_those_who_may_read_them(
+    world: World, replica: str
+) -> None:
+    body = {"data": world.X[:2].tolist()}
+    for _ in range(5):
+        r = httpx.post(f"{replica}/api/v1/endpoints/cancer/predict", json=body, headers=world.auth)
+        assert r.status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        text = httpx.get(f"{replica}/metrics", headers=world.auth).text
+        if 'endpoint="cancer"' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert "openmaas_endpoint_requests_total" in text and 'endpoint="cancer"' in text
+    anonymous = httpx.get(f"{replica}/metrics").text
+    assert 'endpoint="cancer"' not in anonymous  # a private project's endpoint
+    assert httpx.get(f"{replica}/healthz").status_code == 200

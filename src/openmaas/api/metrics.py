@@ -17,8 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmaas.domain.context import Ctx
-from openmaas.domain.monitoring import readable_endpoints
-from openmaas.serving.runtime import LATENCY_BUCKETS_MS, ServingRuntime
+from openmaas.serving.runtime import ServingRuntime
 
 
 class ApiMetrics:
@@ -42,15 +41,8 @@ class ApiMetrics:
 
 
 def endpoint_metrics(ctx: Ctx, runtime: ServingRuntime) -> bytes:
-    """The embedded serving runtime's counters of the endpoints the caller may read.
-
-    Endpoint names are labels here, so each caller sees only the endpoints it
-    could list: an anonymous scrape shows those of public projects, a scrape
-    with a token (Prometheus ``authorization``) those its owner reads.
-    """
-    if not runtime.monitor.names:
-        return b""
-    return runtime.monitor.prometheus(readable_endpoints(ctx), LATENCY_BUCKETS_MS)
+    """The embedded serving runtime's series of the endpoints the caller may read."""
+    return runtime.metrics(ctx.principal)
 
 
 class MetricsMiddleware:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from openmaas.errors import InvalidInput, NotFound, PayloadTooLarge
+from openmaas.errors import InvalidInput, NotFound, OpenMaaSError, PayloadTooLarge
 from openmaas.serving.batcher import Batcher
 from openmaas.serving.runtime import Answer, ServingRuntime, _error
 
@@ -83,16 +83,12 @@ class ReplicaApp:
                 ready = self.runtime.ready
                 return Answer(200 if ready else 503, orjson.dumps({"ready": ready}))
             if path == "/metrics":
-                return Answer(200, generate_latest(), [("content-type", CONTENT_TYPE_LATEST)])
+                return await self._metrics(scope)
         if method == "POST" and path.startswith(PREFIX):
             name, _, action = path[len(PREFIX) :].partition("/")
             if action in ("predict", "feedback"):
-                auth = client = None
-                for key, value in scope["headers"]:
-                    if key == b"authorization":
-                        auth = value.decode("latin-1")
-                if scope.get("client"):
-                    client = scope["client"][0]
+                auth = _header(scope, b"authorization")
+                client = scope["client"][0] if scope.get("client") else None
                 try:
                     body = await self._body(receive)
                 except InvalidInput as e:
@@ -108,6 +104,18 @@ class ReplicaApp:
                     return self.runtime.failed(call, e)
                 return self.runtime.finish(call, out)
         return _error(NotFound(f"no route {method} {path[:200]}"))
+
+    async def _metrics(self, scope: Scope) -> Answer:
+        """The process's metrics and the series of the endpoints the scraper may read
+        (Prometheus sends a token with ``authorization``; anonymous: public ones only)."""
+        auth = _header(scope, b"authorization")
+        loop = asyncio.get_running_loop()
+        try:
+            principal = await loop.run_in_executor(None, self.runtime.principal, auth, None)
+            series = await loop.run_in_executor(None, self.runtime.metrics, principal)
+        except OpenMaaSError as e:
+            return _error(e)
+        return Answer(200, generate_latest() + series, [("content-type", CONTENT_TYPE_LATEST)])
 
     async def _body(self, receive: Receive) -> bytes:
         limit = self.runtime.settings.serving_max_body_bytes
@@ -125,3 +133,10 @@ class ReplicaApp:
             chunks.append(chunk)
             more = message.get("more_body", False)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -34,7 +34,7 @@ from sqlalchemy import select, update
 from openmaas.domain.context import Platform
 from openmaas.domain.identity import resolve_token, token_hash
 from openmaas.domain.models import materialize
-from openmaas.domain.monitoring import merge_monitor
+from openmaas.domain.monitoring import merge_monitor, readable_endpoints
 from openmaas.domain.policy import EndpointAccess, decide_call
 from openmaas.domain.principal import ANONYMOUS, Principal
 from openmaas.domain.projects import access_of
@@ -301,6 +301,14 @@ class ServingRuntime:
                 details={"retry_after": wait, "limit_per_minute": limit},
             )
         bucket[0] -= 1.0
+
+    def metrics(self, principal: Principal) -> bytes:
+        """Prometheus series of the endpoints ``principal`` may read (names are labels:
+        an anonymous scrape sees only those of public projects)."""
+        if not self.monitor.names:
+            return b""
+        readable = readable_endpoints(self.platform.as_(principal))
+        return self.monitor.prometheus(readable, LATENCY_BUCKETS_MS)
 
     # The request path ----------------------------------------------------------------
 
