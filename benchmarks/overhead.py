@@ -350,7 +350,7 @@ def report(
         "",
         "Reading the columns: *engine - plain* is what the engine adds to the bare "
         "libraries (preprocessing pipelines, the learning curves: training and validation "
-        "loss per epoch, and per boosting round up to 100 rounds, every few rounds beyond, "
+        "loss per epoch, and per boosting round up to 50 rounds, about 50 points beyond, "
         "saving every fold's model, predictions files); *engine in the worker - engine "
         "here* is what the job adds inside the engine's run (checkpoints: LightGBM's model "
         "text every 50 rounds, torch's state every epoch, but at most one every "
