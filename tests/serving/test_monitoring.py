@@ -111,6 +111,7 @@ def test_labels_give_live_quality_and_stats_count_latency(served, http) -> None:
     r = http.patch("/api/v1/endpoints/drift", json={"monitoring": {"sample_rate": 1}}, headers=auth)
     assert r.status_code == 200, r.text
     runtime.monitor.log_size, runtime.monitor.prune_every_s = 10, 0.0
+    runtime.log_per_sync = 1000  # log every sampled request before the next sync
     hits = total = 0
     for _ in range(50):
         X = _rows(rng, 4)

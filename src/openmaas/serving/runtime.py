@@ -60,6 +60,7 @@ from openmaas.store.metadata.tables import (
 log = logging.getLogger("openmaas.serving")
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 MAX_LOGGED_BODY = 64 * 1024
+MAX_LOGGED_PER_SYNC = 20
 
 
 @dataclass
@@ -123,6 +124,7 @@ class ServingRuntime:
         self._id_prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
         self._day = (0, "")
+        self.log_per_sync = MAX_LOGGED_PER_SYNC
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = False
@@ -514,7 +516,7 @@ class ServingRuntime:
         body: bytes,
         payload: bytes,
     ) -> None:
-        if len(self._records) > 10_000:
+        if len(self._records) >= self.log_per_sync:  # bounded: a trickle, whatever the load
             return
         try:
             request = orjson.loads(body) if len(body) <= MAX_LOGGED_BODY else {"truncated": True}
