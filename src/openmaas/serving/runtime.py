@@ -1,14 +1,16 @@
 """The serving runtime: deployments, warm models and callers cached in memory.
 
-The request path (``predict``, ``feedback``) never touches the metadata store:
-deployments, models and tokens are cached; usage, monitoring windows, bandit
+The request path (``predict``, ``feedback``) does not touch the metadata store
+(but to look up a token it has never seen): deployments, models and tokens are
+cached; usage, monitoring windows, bandit
 statistics and the sampled request log are aggregated in memory. A background
 thread syncs both ways every ``serving_sync_s`` seconds: it reloads endpoints
 whose ``generation`` moved (loading new versions before switching, so a switch
 never fails a request) and adds this replica's counters to the store's.
 
-A cached token is trusted for ``serving_token_ttl_s`` seconds, so a revoked
-token stops working on every replica within that time plus one sync.
+The sync thread re-checks every cached token each period in one query, so a
+revoked token stops working on every replica within one sync period; unknown
+tokens are remembered as such for ``serving_token_ttl_s`` seconds.
 Rate limits are token buckets per consumer, per replica.
 """
 
@@ -32,7 +34,7 @@ import orjson
 from sqlalchemy import select, update
 
 from openmaas.domain.context import Platform
-from openmaas.domain.identity import resolve_token, token_hash
+from openmaas.domain.identity import principals_by_hash, resolve_token, token_hash
 from openmaas.domain.models import materialize
 from openmaas.domain.monitoring import merge_monitor, readable_endpoints
 from openmaas.domain.policy import EndpointAccess, decide_call
@@ -113,13 +115,14 @@ class ServingRuntime:
         self.settings = platform.settings
         self.deployments: dict[str, Deployment] = {}
         self.predictors: dict[int, flavors.Predictor] = {}
-        self._tokens: dict[str, tuple[Principal, float]] = {}
+        self._tokens: dict[str, tuple[Principal | None, float]] = {}
         self._buckets: dict[tuple[int, str], list[float]] = {}
         self._lock = threading.Lock()
         self._usage: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._stats: dict[tuple[int, int, datetime], dict[str, Any]] = {}
         self._records: list[EndpointRecord] = []
         self._rng = np.random.default_rng()
+        self._random = random.Random()  # not the global one (tests seed and watch that)
         # Request ids: the version, this replica's random prefix, a counter (unique, cheap).
         self._id_prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
@@ -153,6 +156,7 @@ class ServingRuntime:
 
     def sync(self) -> None:
         self.flush()
+        self._refresh_tokens()
         self.refresh()
         self.ready = True
 
@@ -199,7 +203,7 @@ class ServingRuntime:
     def _access_stale(self, d: Deployment) -> bool:
         """Project grants and members change without a generation bump: re-read them
         every few syncs (cheap: two small queries per endpoint)."""
-        return random.random() < 0.2
+        return self._random.random() < 0.2
 
     def _load(self, name: str, old: Deployment | None) -> Deployment:
         with self.platform.store.read() as s:
@@ -274,13 +278,36 @@ class ServingRuntime:
         key = token_hash(secret)
         now = time.monotonic()
         cached = self._tokens.get(key)
-        if cached is not None and now - cached[1] < self.settings.serving_token_ttl_s:
+        # The sync thread re-checks every cached token each period (one query), so the
+        # request path meets the store only for a token it has never seen; a cache older
+        # than a few periods means that thread is stuck, and the store is asked again.
+        if cached is not None and now - cached[1] < 4 * self.settings.serving_token_ttl_s:
+            if cached[0] is None:
+                raise Unauthenticated("invalid, revoked or expired token")
             return cached[0]
-        principal = resolve_token(self.platform, secret, client_addr)
         if len(self._tokens) > 100_000:
             self._tokens.clear()
+        try:
+            principal = resolve_token(self.platform, secret, client_addr)
+        except Unauthenticated:
+            self._tokens[key] = (None, now)
+            raise
         self._tokens[key] = (principal, now)
         return principal
+
+    def _refresh_tokens(self) -> None:
+        """Re-check the cached tokens: revoked, expired or disabled ones stop working."""
+        if not self._tokens:
+            return
+        now = time.monotonic()
+        ttl = self.settings.serving_token_ttl_s
+        known = [k for k, (p, _) in list(self._tokens.items()) if p is not None]
+        valid = principals_by_hash(self.platform, known) if known else {}
+        for key in known:
+            self._tokens[key] = (valid.get(key), now)
+        for key, (p, at) in list(self._tokens.items()):
+            if p is None and now - at > ttl:  # unknown tokens: ask again after a while
+                self._tokens.pop(key, None)
 
     def _admit(self, d: Deployment, principal: Principal, consumer: str, org: int | None) -> None:
         limit = d.consumer_limits.get(org) if org is not None else None
@@ -397,7 +424,7 @@ class ServingRuntime:
             self._shadow(d, shadow, call.X, out.predictions)
         self._account(d, version, call.consumer, len(call.X), call.start, error=False)
         self.monitor.observe(d.id, version, call.X, out, request_id)
-        if random.random() < d.monitoring.get("sample_rate", 0.0):
+        if self._random.random() < d.monitoring.get("sample_rate", 0.0):
             self._log(d, "request", request_id, version, call.consumer, call.start, call.body,
                       payload)  # fmt: skip
         return Answer(200, payload)
