@@ -255,3 +255,15 @@ def test_drift_names_the_shifted_feature(run: Run, app: Any, project: str) -> No
     assert "drift in x2" in result.stdout and "FLAGGED" in result.stdout
     assert "normal@1: the newest 1 window(s), 300 rows" in result.stdout
     assert "normal@1: windows" in result.stdout and "prediction psi" in result.stdout
+
+
+def test_unreadable_row_files_are_usage_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import typer
+
+    from openmaas.cli.endpoints import read_rows
+
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "bad.json").write_text("{nope")
+    for name, message in [("empty.csv", "cannot read"), ("bad.json", "not valid JSON")]:
+        with pytest.raises(typer.BadParameter, match=message):
+            read_rows(tmp_path / name)

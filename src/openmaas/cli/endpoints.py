@@ -407,11 +407,14 @@ def read_rows(path: Path) -> Any:
     import pandas as pd
 
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # pandas' parser errors included
+        raise typer.BadParameter(f"cannot read {path}: {e}", param_hint="--file") from e
     try:
         if suffix in (".jsonl", ".ndjson"):
             return [jsonlib.loads(line) for line in text.splitlines() if line.strip()]
