@@ -59,6 +59,7 @@ def served(platform, admin, http):  # type: ignore[no-untyped-def]
     assert r.status_code == 201, r.text
     runtime = http.app.state.serving
     runtime.monitor.window_s = WINDOW_S
+    runtime.monitor.max_rows = 100_000  # bin every row (replicas under load sample)
     runtime.sync()
     return {"runtime": runtime, "auth": auth, "version": version, "rng": rng}
 

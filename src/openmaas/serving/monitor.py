@@ -86,7 +86,7 @@ class Monitor:
         platform: Platform,
         *,
         window_s: float = 60.0,
-        max_rows: int = 50_000,
+        max_rows: int = 5_000,
         remember_rows: int = 100_000,
         remember_requests: int = 20_000,
         log_size: int = 10_000,

@@ -16,6 +16,7 @@ Rate limits are token buckets per consumer, per replica.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
@@ -116,6 +117,7 @@ class ServingRuntime:
         self.deployments: dict[str, Deployment] = {}
         self.predictors: dict[int, flavors.Predictor] = {}
         self._tokens: dict[str, tuple[Principal | None, float]] = {}
+        self._decisions: dict[tuple[int, int], tuple[Deployment, Principal, int | None]] = {}
         self._buckets: dict[tuple[int, str], list[float]] = {}
         self._lock = threading.Lock()
         self._usage: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -309,6 +311,19 @@ class ServingRuntime:
             if p is None and now - at > ttl:  # unknown tokens: ask again after a while
                 self._tokens.pop(key, None)
 
+    def _decide(self, d: Deployment, principal: Principal) -> int | None:
+        """``policy.decide_call``, remembered for this deployment snapshot and caller
+        (both are replaced when anything they hold changes, so identity is the key)."""
+        key = (id(d), id(principal))
+        hit = self._decisions.get(key)
+        if hit is not None and hit[0] is d and hit[1] is principal:
+            return hit[2]
+        org = decide_call(principal, d.access)  # raises for callers who may not call
+        if len(self._decisions) > 100_000:
+            self._decisions.clear()
+        self._decisions[key] = (d, principal, org)
+        return org
+
     def _admit(self, d: Deployment, principal: Principal, consumer: str, org: int | None) -> None:
         limit = d.consumer_limits.get(org) if org is not None else None
         limit = limit or d.limits.get("rate_per_minute")
@@ -370,7 +385,7 @@ class ServingRuntime:
         try:
             d = self.deployment(name)
             principal = self.principal(authorization, client_addr)
-            org = decide_call(principal, d.access)
+            org = self._decide(d, principal)
             consumer = principal.username
             self._admit(d, principal, consumer, org)
             if len(body) > self.settings.serving_max_body_bytes:
@@ -523,7 +538,7 @@ class ServingRuntime:
         state["errors"] += int(error)
         state["rows"] += rows
         state["latency_ms_sum"] += ms
-        i = next((k for k, b in enumerate(LATENCY_BUCKETS_MS) if ms <= b), len(LATENCY_BUCKETS_MS))
+        i = bisect.bisect_left(LATENCY_BUCKETS_MS, ms)  # the first bucket with ms <= bound
         state["latency_buckets"][i] += 1
         if usage:
             day = self._today()
