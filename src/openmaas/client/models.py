@@ -319,3 +319,8 @@ class ModelVersion(Record):
         """The class labels of a classifier, in the order of its probability columns."""
         classes = (self._data["signature"].get("outputs") or {}).get("classes")
         return None if classes is None else list(classes)
+
+
+def record_id(ref: int | Record) -> int:
+    """The id of ``ref``: an id already, or a record the server returned."""
+    return ref if isinstance(ref, int) else int(ref.id)

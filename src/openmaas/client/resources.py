@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from openmaas.client._http import Http, Progress, q
 from openmaas.client.models import Dataset, DatasetVersion, Page, Project, Record, Task
+from openmaas.client.models import record_id as _id
 from openmaas.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -27,10 +28,6 @@ _SUFFIXES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
-
-
-def _id(ref: int | Record) -> int:
-    return ref if isinstance(ref, int) else int(ref.id)
 
 
 class Orgs:

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from openmaas.client import tracking
 from openmaas.client._http import Http, Progress, q
+from openmaas.client._poll import poll_until_done
 from openmaas.client.models import Algorithm, Leaderboard, Page, Record, Run, Task
+from openmaas.client.models import record_id as _id
 from openmaas.client.resources import Projects
 from openmaas.client.tracking import ActiveRun
 from openmaas.errors import OpenMaaSError
@@ -53,10 +55,6 @@ class RunFailed(OpenMaaSError):
         else:
             message = f"run {run.id} ({run.algorithm}) failed: {run.error or 'no error recorded'}"
         super().__init__(message, details={"run_id": run.id, "state": run.state})
-
-
-def _id(ref: int | Record) -> int:
-    return ref if isinstance(ref, int) else int(ref.id)
 
 
 def artifact_path(run_id: int, name: str) -> str:
@@ -164,17 +162,9 @@ class Runs:
         cancelled (unless ``raise_on_failure`` is false) and ``TimeoutError``
         if it is still going after ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            current = self.get(run)
-            if on_progress is not None:
-                on_progress(current)
-            if current.done:
-                break
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"run {current.id} is still {current.state} after {timeout:g} s")
-            time.sleep(poll if left is None else min(poll, left))
+        current = poll_until_done(
+            lambda: self.get(run), f"run {_id(run)}", timeout, poll, on_progress
+        )
         if raise_on_failure and current.state != "succeeded":
             raise RunFailed(current)
         return current

@@ -16,13 +16,14 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from openmaas.client._http import Http, q
+from openmaas.client._poll import poll_until_done
 from openmaas.client.models import ModelVersion, Record
+from openmaas.client.models import record_id as _id
 from openmaas.client.registry import Models
 from openmaas.errors import InvalidInput, OpenMaaSError
 
@@ -158,17 +159,9 @@ class Scoring:
     ) -> ScoringJob:
         """Poll the job every ``poll`` seconds until it ends; ``TimeoutError`` after
         ``timeout`` seconds, :class:`ScoringFailed` if it did not succeed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            current = self.get(job)
-            if on_progress is not None:
-                on_progress(current)
-            if current.done:
-                break
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"scoring job {current.id} is still {current.state}")
-            time.sleep(poll if left is None else min(poll, left))
+        current = poll_until_done(
+            lambda: self.get(job), f"scoring job {_id(job)}", timeout, poll, on_progress
+        )
         if current.state != "succeeded":
             raise ScoringFailed(current)
         return current
@@ -196,7 +189,3 @@ class Scoring:
                             sha256=sha)  # fmt: skip
         buf.seek(0)
         return pd.read_parquet(buf)
-
-
-def _id(ref: int | Record) -> int:
-    return ref if isinstance(ref, int) else int(ref.id)

@@ -12,9 +12,9 @@ mistake raises at once.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
+from openmaas.client._poll import poll_until_done
 from openmaas.client.models import ModelVersion, Record
 from openmaas.errors import OpenMaaSError
 
@@ -67,14 +67,7 @@ class TransformJob(Record):
     def wait(self, timeout: float | None = None, poll: float = 0.5) -> ModelVersion:
         """Poll until the job ends: the new version, :class:`TransformFailed` if it did not
         succeed, ``TimeoutError`` after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        current = self
-        while not current.done:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"transform job {current.id} is still {current.state}")
-            time.sleep(poll if left is None else min(poll, left))
-            current = current.refresh()
+        current = poll_until_done(self.refresh, f"transform job {self.id}", timeout, poll)
         if current.state != "succeeded":
             raise TransformFailed(current)
         number = int(current._data["result"]["version"])

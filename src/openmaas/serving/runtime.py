@@ -102,10 +102,6 @@ class Answer:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _window(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts - ts % 60, UTC)
-
-
 class ServingRuntime:
     def __init__(
         self, platform: Platform, *, only: str | None = None, window_s: float = 60.0
