@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     serving_token_ttl_s: float = Field(
         default=2.0, description="How long a replica trusts a cached token before re-checking."
     )
+    serving_accelerate: bool = Field(
+        default=True,
+        description="Serve LightGBM versions on ONNX Runtime (the onnx extra) where it gives "
+        "the booster's own answers (checked at load); off: always Booster.predict.",
+    )
 
     # Jobs ------------------------------------------------------------------------
     worker_concurrency: int = Field(default=1, description="Jobs one worker runs at once.")

@@ -92,6 +92,8 @@ def test_predictions_match_the_model_in_every_body_format(http, svc) -> None:
         out = r.json()
         np.testing.assert_allclose(out["predictions"], expected, atol=1e-12)
         assert out["version"] == svc["versions"][0] and out["request_id"]
+    # served on ONNX Runtime (the onnx extra is installed here), with the booster's answers
+    assert http.app.state.serving.predictors[svc["versions"][0]].accelerated
 
 
 @pytest.mark.parametrize(

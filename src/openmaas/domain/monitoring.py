@@ -262,17 +262,19 @@ def prune_records(platform: Platform, endpoint_ids: Sequence[int], keep: int) ->
     removed = 0
     with platform.store.write() as s:
         for endpoint_id in endpoint_ids:
+            # by id, the insertion order: replicas add a sync's entries at once, so
+            # timestamps tie
             cutoff = s.scalar(
-                select(EndpointRecord.at)
+                select(EndpointRecord.id)
                 .where(EndpointRecord.endpoint_id == endpoint_id)
-                .order_by(EndpointRecord.at.desc())
+                .order_by(EndpointRecord.id.desc())
                 .offset(keep)
                 .limit(1)
             )
             if cutoff is not None:
                 gone = s.execute(
                     delete(EndpointRecord).where(
-                        EndpointRecord.endpoint_id == endpoint_id, EndpointRecord.at <= cutoff
+                        EndpointRecord.endpoint_id == endpoint_id, EndpointRecord.id <= cutoff
                     )
                 )
                 removed += gone.rowcount  # type: ignore[attr-defined]

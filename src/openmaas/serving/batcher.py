@@ -10,7 +10,6 @@ over many requests; alone, a request waits for nothing.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +52,6 @@ class Batcher:
             self._settle([future], lambda: [self.predict(version, X)])
             return
         parts = [x for x, _ in queue]
-        futures = [f for _, f in queue]
         try:
             stacked = pd.concat(parts, ignore_index=True) if isinstance(parts[0], pd.DataFrame) \
                 else np.concatenate(parts)  # fmt: skip
@@ -62,17 +60,15 @@ class Batcher:
             for X, future in queue:
                 self._settle([future], lambda X=X: [self.predict(version, X)])
             return
-        bounds = np.cumsum([0, *(len(x) for x in parts)])
-        results = [
-            Output(
-                out.predictions[a:b],
-                None if out.probabilities is None else out.probabilities[a:b],
-            )
-            for a, b in itertools.pairwise(bounds)
-        ]
-        for future, result in zip(futures, results, strict=True):
+        predictions, probabilities = out.predictions, out.probabilities
+        a = 0
+        for x, future in queue:
+            b = a + len(x)
             if not future.done():
-                future.set_result(result)
+                future.set_result(
+                    Output(predictions[a:b], None if probabilities is None else probabilities[a:b])
+                )
+            a = b
 
     @staticmethod
     def _settle(futures: list[asyncio.Future[Output]], compute: Callable[[], list[Output]]) -> None:

@@ -81,6 +81,11 @@ class Deployment:
     live: list[int]
     shadows: list[int]
     router: TrafficSplit | Bandit
+    max_rows: int = 0  # rows one request may send
+    sample_rate: float = 0.0  # share of requests logged
+
+    def __post_init__(self) -> None:
+        self.sample_rate = float(self.monitoring.get("sample_rate", 0.0))
 
 
 @dataclass
@@ -112,7 +117,8 @@ class ServingRuntime:
         self.settings = platform.settings
         self.deployments: dict[str, Deployment] = {}
         self.predictors: dict[int, flavors.Predictor] = {}
-        self._tokens: dict[str, tuple[Principal | None, float]] = {}
+        # Authorization header -> (principal or None if refused, checked at, token hash)
+        self._tokens: dict[str, tuple[Principal | None, float, str]] = {}
         self._decisions: dict[tuple[int, int], tuple[Deployment, Principal, int | None]] = {}
         self._buckets: dict[tuple[int, str], list[float]] = {}
         self._lock = threading.Lock()
@@ -239,16 +245,19 @@ class ServingRuntime:
             if v.id not in self.predictors:
                 sig = Signature.from_dict(v.signature)
                 directory = materialize(self.platform, files[v.id], self.cache_dir / str(v.id))
-                self.predictors[v.id] = flavors.load(v.flavor, directory, sig.names)
+                self.predictors[v.id] = flavors.load(
+                    v.flavor, directory, sig.names, accelerate=self.settings.serving_accelerate
+                )
         live = [t.version_id for t, _ in targets if not t.shadow]
         shadows = [t.version_id for t, _ in targets if t.shadow]
         signature = Signature.from_dict(next(v for t, v in targets if not t.shadow).signature)
         router = self._router(routing, live, [t.weight for t, _ in targets if not t.shadow], old)
         if isinstance(router, Bandit) and arms:
             router.sync(_arm_stats(arms))
+        max_rows = limits.get("max_rows") or self.settings.serving_max_rows
         return Deployment(
             endpoint_id, name, generation, access, consumers, limits, monitoring, signature,
-            live, shadows, router,
+            live, shadows, router, max_rows,
         )  # fmt: skip
 
     @staticmethod
@@ -269,28 +278,29 @@ class ServingRuntime:
     def principal(self, authorization: str | None, client_addr: str | None) -> Principal:
         if not authorization:
             return ANONYMOUS
-        scheme, _, secret = authorization.partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
-            raise Unauthenticated("use 'Authorization: Bearer <token>'")
-        key = token_hash(secret)
         now = time.monotonic()
-        cached = self._tokens.get(key)
-        # The sync thread re-checks every cached token each period (one query), so the
-        # request path meets the store only for a token it has never seen; a cache older
-        # than a few periods means that thread is stuck, and the store is asked again.
+        # Keyed by the header itself: no hashing on the request path. The sync thread
+        # re-checks every cached token each period (one query), so the request path
+        # meets the store only for a token it has never seen; a cache older than a few
+        # periods means that thread is stuck, and the store is asked again.
+        cached = self._tokens.get(authorization)
         if cached is not None and now - cached[1] < 4 * self.settings.serving_token_ttl_s:
             if cached[0] is None:
                 raise Unauthenticated("invalid, revoked or expired token")
             return cached[0]
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise Unauthenticated("use 'Authorization: Bearer <token>'")
         if len(self._tokens) > 100_000:
             self._tokens.clear()
+        key = token_hash(secret)
         try:
             principal = resolve_token(self.platform, secret, client_addr)
         except Unauthenticated:
-            self._tokens[key] = (None, now)
+            self._tokens[authorization] = (None, now, key)
             raise
-        self._tokens[key] = (principal, now)
+        self._tokens[authorization] = (principal, now, key)
         return principal
 
     def _refresh_tokens(self) -> None:
@@ -299,13 +309,14 @@ class ServingRuntime:
             return
         now = time.monotonic()
         ttl = self.settings.serving_token_ttl_s
-        known = [k for k, (p, _) in list(self._tokens.items()) if p is not None]
+        cached = list(self._tokens.items())
+        known = [key for _, (p, _, key) in cached if p is not None]
         valid = principals_by_hash(self.platform, known) if known else {}
-        for key in known:
-            self._tokens[key] = (valid.get(key), now)
-        for key, (p, at) in list(self._tokens.items()):
-            if p is None and now - at > ttl:  # unknown tokens: ask again after a while
-                self._tokens.pop(key, None)
+        for header, (p, at, key) in cached:
+            if p is not None:
+                self._tokens[header] = (valid.get(key), now, key)
+            elif now - at > ttl:  # unknown tokens: ask again after a while
+                self._tokens.pop(header, None)
 
     def _decide(self, d: Deployment, principal: Principal) -> int | None:
         """``policy.decide_call``, remembered for this deployment snapshot and caller
@@ -379,7 +390,8 @@ class ServingRuntime:
         d = self.deployments.get(name)
         consumer = "anonymous"
         try:
-            d = self.deployment(name)
+            if d is None:
+                raise NotFound(f"endpoint {name!r} not found")
             principal = self.principal(authorization, client_addr)
             org = self._decide(d, principal)
             consumer = principal.username
@@ -390,16 +402,15 @@ class ServingRuntime:
                     f"{self.settings.serving_max_body_bytes}"
                 )
             obj = inputs.parse_body(body)
-            max_rows = d.limits.get("max_rows") or self.settings.serving_max_rows
-            if len(d.live) == 1:
-                version = d.live[0]
+            live = d.live
+            if len(live) == 1:
+                version = live[0]
             else:
-                version = int(d.live[int(d.router.choose_many(1, self._rng)[0])])
-            predictor = self.predictors[version]
-            if predictor.matrix_input:
-                X: Any = inputs.to_matrix(obj, d.signature, max_rows)
+                version = int(live[int(d.router.choose_many(1, self._rng)[0])])
+            if self.predictors[version].matrix_input:
+                X: Any = inputs.to_matrix(obj, d.signature, d.max_rows)
             else:
-                X = inputs.to_frame(obj, d.signature, max_rows)
+                X = inputs.to_frame(obj, d.signature, d.max_rows)
         except OpenMaaSError as e:
             self._account(d, 0, consumer, 0, start, error=True)
             return _error(e)
@@ -435,7 +446,7 @@ class ServingRuntime:
             self._shadow(d, shadow, call.X, out.predictions)
         self._account(d, version, call.consumer, len(call.X), call.start, error=False)
         self.monitor.observe(d.id, version, call.X, out, request_id)
-        if self._random.random() < d.monitoring.get("sample_rate", 0.0):
+        if d.sample_rate and self._random.random() < d.sample_rate:
             self._log(d, "request", request_id, version, call.consumer, call.start, call.body,
                       payload)  # fmt: skip
         return Answer(200, payload)
@@ -584,7 +595,13 @@ class ServingRuntime:
         if not (usage or stats or records or arms):
             return
         with self.platform.store.write() as s:
+            # Counters of endpoints deleted meanwhile are dropped (one query, not one each).
+            ids = {k[0] for k in usage} | {k[0] for k in stats} | set(arms)
+            ids |= {r.endpoint_id for r in records}
+            alive = set(s.scalars(select(Endpoint.id).where(Endpoint.id.in_(ids))))
             for (endpoint_id, day, consumer), (req, rows, err) in usage.items():
+                if endpoint_id not in alive:
+                    continue
                 changed = s.execute(
                     update(EndpointUsage)
                     .where(EndpointUsage.endpoint_id == endpoint_id, EndpointUsage.day == day,
@@ -592,10 +609,12 @@ class ServingRuntime:
                     .values(requests=EndpointUsage.requests + req, rows=EndpointUsage.rows + rows,
                             errors=EndpointUsage.errors + err)
                 ).rowcount  # fmt: skip
-                if not changed and s.get(Endpoint, endpoint_id) is not None:
+                if not changed:
                     s.add(EndpointUsage(endpoint_id=endpoint_id, day=day, consumer=consumer,
                                         requests=req, rows=rows, errors=err))  # fmt: skip
             for (endpoint_id, version, window), state in stats.items():
+                if endpoint_id not in alive:
+                    continue
                 row = s.scalar(
                     select(EndpointStat).where(
                         EndpointStat.endpoint_id == endpoint_id,
@@ -604,14 +623,13 @@ class ServingRuntime:
                     )
                 )
                 if row is None:
-                    if s.get(Endpoint, endpoint_id) is not None:
-                        s.add(EndpointStat(endpoint_id=endpoint_id, version_id=version,
-                                           window_start=window, state=state))  # fmt: skip
+                    s.add(EndpointStat(endpoint_id=endpoint_id, version_id=version,
+                                       window_start=window, state=state))  # fmt: skip
                 else:
                     row.state = _merge(dict(row.state), state)
-            s.add_all(r for r in records if s.get(Endpoint, r.endpoint_id) is not None)
+            s.add_all(r for r in records if r.endpoint_id in alive)
             for endpoint_id, delta in arms.items():
-                if s.get(Endpoint, endpoint_id) is None:
+                if endpoint_id not in alive:
                     continue
                 for arm, pulls, reward in zip(delta.arms, delta.pulls, delta.rewards, strict=True):
                     if not pulls:
