@@ -203,3 +203,21 @@ def test_predictions_of_a_loaded_version_match_the_booster(
     predictor = flavors.load("lightgbm", tmp_path)
     X = cancer[0][:50]
     np.testing.assert_allclose(predictor.predict(X).predictions, booster.predict(X), atol=1e-12)
+
+
+def test_models_list_by_exact_tag_with_paging(http, lab) -> None:
+    base = f"/api/v1/projects/{lab['project'].id}/models"
+    for name, tags in [("m1", ["demo_x"]), ("m2", ["dem", "prod"]), ("m3", ["demo", "prod"])]:
+        r = http.post(base, json={"name": name, "tags": tags}, headers=_auth(lab["contrib"]))
+        assert r.status_code == 201, r.text
+
+    def names(**params: object) -> tuple[list[str], int]:
+        r = http.get("/api/v1/models", params=params, headers=_auth(lab["owner"]))
+        assert r.status_code == 200, r.text
+        return [m["name"] for m in r.json()["items"]], r.json()["total"]
+
+    assert names(tag="demo") == (["m3", "cancer"], 2)  # not "dem", not "demo_x"
+    assert names(tag="DEMO") == (["m3", "cancer"], 2)  # tags are stored in lower case
+    assert names(tag="de_o") == ([], 0)  # "_" is no wildcard
+    assert names(tag="prod", limit=1, offset=1) == (["m2"], 2)
+    assert names(limit=2) == (["m3", "m2"], 4)

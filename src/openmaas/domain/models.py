@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -237,12 +237,15 @@ def list_models(
         query = query.where(Model.project_id == project_id)
     if q:
         query = query.where(Model.name.contains(q, autoescape=True))
+    if tag:
+        # Tags are ASCII names without quotes (check_tags): as a JSON string in the
+        # stored array, '"tag"' matches that element and no other, on any database.
+        quoted = f'"{tag.strip().lower()}"'
+        query = query.where(cast(Model.tags, String).contains(quoted, autoescape=True))
     with ctx.store.read() as s:
-        rows = list(s.scalars(query.order_by(Model.id.desc())))
-        if tag:
-            rows = [m for m in rows if tag in (m.tags or [])]
-        total = len(rows)
-        views = [_model_view(s, m) for m in rows[offset : offset + limit]]
+        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = s.scalars(query.order_by(Model.id.desc()).limit(limit).offset(offset))
+        views = [_model_view(s, m) for m in rows]
     return page_of(views, total, limit, offset)
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from openmaas.domain import audit
 from openmaas.domain.context import Ctx
-from openmaas.domain.identity import _insert_user
+from openmaas.domain.identity import NewToken, _insert_user, create_token
 from openmaas.domain.names import check_name
 from openmaas.domain.pages import Page, check_window, page_of
 from openmaas.domain.policy import Action, OrgAccess, Role, decide
@@ -218,6 +218,22 @@ def create_service_account(
             details={"username": user.username, "role": role},
         )
     return user
+
+
+def create_service_token(
+    ctx: Ctx,
+    name: str,
+    username: str,
+    token_name: str,
+    scopes: list[str],
+    *,
+    expires_in_days: float | None = None,
+) -> NewToken:
+    """A token for one of the organisation's service accounts (organisation owners)."""
+    user = next((u for u, _ in list_service_accounts(ctx, name) if u.username == username), None)
+    if user is None:
+        raise NotFound(f"service account {username!r} not found in {name!r}")
+    return create_token(ctx, token_name, scopes, expires_in_days=expires_in_days, user_id=user.id)
 
 
 def list_service_accounts(ctx: Ctx, name: str) -> list[tuple[User, str]]:

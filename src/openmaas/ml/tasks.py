@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openmaas.errors import InvalidInput
+from openmaas.ml.data.schema import ColumnKind
 from openmaas.ml.metrics import NUMERIC_METRICS, default_metrics, get_metric, metrics_for
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
 TaskType = Literal[
     "binary", "multiclass", "regression", "multitarget", "anomaly", "recommendation", "sequence"
 ]
-ColumnKind = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 
 MAX_FOLDS = 100
 """Upper bound on outer and inner fold counts (fold ids are stored as int16)."""

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from openmaas.api import schemas
 from openmaas.api.deps import CtxDep, Limit, Offset
-from openmaas.domain import identity, orgs
+from openmaas.domain import orgs
 
 router = APIRouter(prefix="/orgs", tags=["organisations"])
 
@@ -94,15 +94,8 @@ def create_service_token(
     org: str, username: str, body: schemas.TokenIn, ctx: CtxDep
 ) -> schemas.NewTokenOut:
     """A token for a service account of the organisation (organisation owners)."""
-    user = next(
-        (u for u, _ in orgs.list_service_accounts(ctx, org) if u.username == username), None
-    )
-    if user is None:
-        from openmaas.errors import NotFound
-
-        raise NotFound(f"service account {username!r} not found in {org!r}")
-    new = identity.create_token(
-        ctx, body.name, body.scopes, expires_in_days=body.expires_in_days, user_id=user.id
+    new = orgs.create_service_token(
+        ctx, org, username, body.name, body.scopes, expires_in_days=body.expires_in_days
     )
     return schemas.NewTokenOut(
         token=new.token, **schemas.TokenOut.model_validate(new.row).model_dump()
