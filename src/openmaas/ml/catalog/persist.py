@@ -46,6 +46,7 @@ PREPROCESSOR_TYPES = frozenset(
     {
         "openmaas.ml.preprocessing.TabularPreprocessor",
         "openmaas.ml.preprocessing.ToFloat",
+        "openmaas.ml.preprocessing.MedianImputer",
         "openmaas.ml.preprocessing.ToCategory",
         "openmaas.ml.preprocessing.DatetimeFeatures",
         "openmaas.ml.preprocessing.TextFeatures",
