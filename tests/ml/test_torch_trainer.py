@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -290,3 +291,80 @@ def test_fitting_leaves_torch_global_state_alone() -> None:
     DNN(epochs=2, dropout=0.5, n_threads=2, patience=0).fit(X, y)
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
+
+
+def _linear_settings(batch_size: int) -> Any:
+    from openmaas.ml.catalog.torch.trainer import TrainSettings
+
+    return TrainSettings(
+        epochs=2, batch_size=batch_size, optimizer="adam", learning_rate=0.01, momentum=0.0,
+        weight_decay=0.0, lr_schedule="constant", lr_decay=0.1, lr_decay_epochs=1,
+        patience=0, max_gradient_norm=None, clip_gradient_norm=None, seed=3,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("batch_size", [0, 7, 16])
+def test_every_row_is_trained_on_once_per_epoch_in_the_seeded_order(
+    batch_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are gathered in blocks (here of about 20 rows) and batches sliced from them:
+    each batch is exactly the rows of the epoch's permutation, sparse columns included."""
+    import scipy.sparse as sp
+
+    from openmaas.ml.catalog.torch import trainer
+    from openmaas.ml.catalog.torch.inputs import SparseRows
+
+    monkeypatch.setattr(trainer, "GATHER_ROWS", 20)
+    rows = torch.arange(50, dtype=torch.float32)[:, None]
+    dense = SparseRows(sp.csr_array(np.arange(50, dtype=np.float64)[:, None] + 1))
+    bounds = trainer._batch_bounds(50, batch_size)
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
+    seen = []
+    for start, stop, (a, b) in trainer._shuffled_batches([rows, dense], order, bounds):
+        assert torch.equal(a[:, 0], order[start:stop].float())
+        assert torch.equal(b.to_dense()[:, 0], order[start:stop].float() + 1)
+        seen.append((start, stop))
+    assert seen == list(itertools.pairwise(bounds))
+
+
+def test_running_sums_give_the_training_metrics_without_a_training_evaluation() -> None:
+    from openmaas.ml.catalog.torch.trainer import train
+
+    X = torch.randn(50, 3)
+    y = X.sum(dim=1, keepdim=True)
+    net = torch.nn.Linear(3, 1)
+
+    def loss(batch: Any, _: torch.Generator) -> Any:
+        error = torch.nn.functional.mse_loss(net(batch[0]), batch[1])
+        return error, {"x": batch[0].sum(dim=0).detach(), "rows": torch.tensor(len(batch[0]))}
+
+    evaluated: list[int] = []
+
+    def evaluate(data: Any, _: torch.Generator) -> dict[str, float]:
+        evaluated.append(len(data[0]))
+        return {"loss": float(torch.nn.functional.mse_loss(net(data[0]), data[1]))}
+
+    def running(means: dict[str, torch.Tensor]) -> dict[str, float]:
+        return {"rows": float(means["rows"]), "x0": float(means["x"][0])}
+
+    result = train(
+        net, loss, evaluate, [X[:40], y[:40]], [X[40:], y[40:]], _linear_settings(16),
+        running_fn=running,
+    )  # fmt: skip
+    curve = result.curve.values
+    assert evaluated == [10, 10]  # the validation part only, once per epoch
+    assert curve["train_rows"] == [1.0, 1.0]  # every row counted once
+    assert curve["train_x0"] == pytest.approx([float(X[:40, 0].mean())] * 2, rel=1e-5)
+    assert set(curve) == {"train_loss", "train_rows", "train_x0", "valid_loss"}
+
+
+def test_the_dnn_reports_running_training_metrics() -> None:
+    X, y = _data()
+    model = DNN(epochs=3, patience=0).fit(X, y)
+    accuracy = model.learning_curve_.values["train_accuracy"]
+    assert len(accuracy) == 3 and all(0.5 < a <= 1.0 for a in accuracy)
+    target = X[:, 0] * 10 + 5
+    rmse = (
+        DNN("regression", epochs=2, patience=0).fit(X, target).learning_curve_.values["train_rmse"]
+    )
+    assert rmse[1] < rmse[0] == pytest.approx(np.std(target), rel=0.2)  # in the target's units

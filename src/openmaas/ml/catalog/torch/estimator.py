@@ -12,7 +12,10 @@ inference and ``save``/``load``:
 - ``_build_module()`` builds the network from the fitted encoders;
 - ``_batch_loss(module, batch, generator)`` and ``_evaluate(module, data,
   generator)`` (a dict with ``loss`` and optional metrics) drive the loop in
-  :mod:`.trainer`;
+  :mod:`.trainer`. ``_batch_loss`` may also return running sums with the loss
+  (:data:`~.trainer.BatchLoss`), which ``_running_metrics`` turns into the
+  epoch's training metrics: then no epoch pays for a separate evaluation of
+  training rows;
 - ``_fitted_config()``/``_restore_fitted(config)``: the encoders as JSON.
 
 A saved model is a directory holding ``config.json`` (the format, the
@@ -49,7 +52,7 @@ from openmaas.ml.catalog.base import Algorithm, HyperParameter, TrainingCallback
 from openmaas.ml.catalog.persist import read_json, write_json
 from openmaas.ml.catalog.torch.hyperparameters import SEARCH_RANGES
 from openmaas.ml.catalog.torch.inputs import data_digest, take
-from openmaas.ml.catalog.torch.trainer import TrainSettings, torch_session, train
+from openmaas.ml.catalog.torch.trainer import BatchLoss, TrainSettings, torch_session, train
 
 __all__ = [
     "CONFIG_FILE",
@@ -102,13 +105,18 @@ class TorchAlgorithm(Algorithm):
 
     def _batch_loss(
         self, module: nn.Module, batch: Sequence[Any], generator: torch.Generator
-    ) -> torch.Tensor:
+    ) -> BatchLoss:
         raise NotImplementedError
 
     def _evaluate(
         self, module: nn.Module, data: Sequence[Any], generator: torch.Generator
     ) -> dict[str, float]:
-        return {"loss": float(self._batch_loss(module, data, generator))}
+        loss = self._batch_loss(module, data, generator)
+        return {"loss": float(loss[0] if isinstance(loss, tuple) else loss)}
+
+    def _running_metrics(self, means: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The training metrics of an epoch from the means of ``_batch_loss``'s running sums."""
+        return {k: float(v.double().mean()) for k, v in means.items()}
 
     def _fitted_config(self) -> dict[str, Any]:
         return {}
@@ -175,6 +183,7 @@ class TorchAlgorithm(Algorithm):
                 self._settings(),
                 callbacks,
                 fingerprint=lambda: data_digest(params, train_data),
+                running_fn=self._running_metrics,
             )
         self.module_ = module
         self.learning_curve_ = result.curve

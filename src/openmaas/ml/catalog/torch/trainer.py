@@ -12,8 +12,12 @@ mini-batch gradient descent over tensors that share their first dimension:
   else the training loss; early stopping (``patience`` > 0) needs validation
   data and restores the best weights at the end;
 - every epoch appends ``train_loss`` (mean batch loss), ``valid_loss`` and the
-  evaluation's other metrics (``valid_*``, and ``train_*`` on at most
-  :data:`TRAIN_EVAL_ROWS` training rows) to the learning curve, hands a
+  evaluation's other metrics (``valid_*``) to the learning curve, and the
+  training metrics ``train_*``: when the loss function returns running sums
+  with each batch's loss (see :data:`BatchLoss`), they are running metrics
+  over the epoch's batches as Keras reports them (no pass over the training
+  rows; the weights move during the epoch and dropout is on), else the
+  evaluation of at most :data:`TRAIN_EVAL_ROWS` training rows. It then hands a
   checkpoint to ``callbacks.checkpoint`` (when ``callbacks.checkpoint_due``) and
   then reports ``callbacks.on_epoch``
   (so every reported epoch can be resumed). Epochs count from 1;
@@ -38,6 +42,7 @@ tensors and plain containers, read back with ``weights_only=True``.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import io
@@ -56,6 +61,7 @@ from openmaas.ml.catalog.torch.inputs import materialise, take
 
 __all__ = [
     "TRAIN_EVAL_ROWS",
+    "BatchLoss",
     "Batchable",
     "TrainResult",
     "TrainSettings",
@@ -67,6 +73,9 @@ __all__ = [
 TRAIN_EVAL_ROWS = 10_000
 """Training rows the per-epoch training metrics are computed on (a fixed subset)."""
 
+GATHER_ROWS = 16_384
+"""Rows of shuffled training data gathered at once (see :func:`_shuffled_batches`)."""
+
 GRAD_CHECK_FIRST = 64
 GRAD_CHECK_EVERY = 8
 """Gradient norms are checked on a fit's first GRAD_CHECK_FIRST batches, then every
@@ -76,16 +85,23 @@ CHECKPOINT_FORMAT = 1
 
 
 class Batchable(Protocol):
-    """A column of training data: a tensor, or anything indexable by a row-index tensor."""
+    """A column of training data: a tensor, or anything indexable by a row-index tensor
+    (:func:`~.inputs.take`) whose rows then slice into a batch."""
 
-    def __getitem__(self, index: torch.Tensor) -> Any: ...
+    def __getitem__(self, index: torch.Tensor | slice) -> Any: ...
 
     def __len__(self) -> int: ...
 
 
 Data = Sequence[Batchable]
-LossFn = Callable[[Sequence[Any], torch.Generator], torch.Tensor]
+BatchLoss = torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
+"""A batch's loss, or the loss and running sums: named sums over the batch's rows
+(detached tensors) that the trainer adds up over the epoch and divides by its rows.
+Their epoch means give the training metrics (``running_fn``), so the loop skips
+the separate training evaluation."""
+LossFn = Callable[[Sequence[Any], torch.Generator], BatchLoss]
 EvalFn = Callable[[Sequence[Any], torch.Generator], dict[str, float]]
+RunningFn = Callable[[dict[str, torch.Tensor]], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -155,8 +171,13 @@ def train(
     settings: TrainSettings,
     callbacks: TrainingCallbacks | None = None,
     fingerprint: Callable[[], str] | None = None,
+    running_fn: RunningFn | None = None,
 ) -> TrainResult:
-    """Fit ``module`` in place (see the module docstring); return its learning curve."""
+    """Fit ``module`` in place (see the module docstring); return its learning curve.
+
+    ``running_fn`` turns the epoch means of the running sums ``loss_fn`` returns
+    into the ``train_*`` metrics (default: each mean as a number).
+    """
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = _make_optimizer(params, settings)
     scheduler = _make_scheduler(optimizer, settings)
@@ -169,18 +190,23 @@ def train(
         _restore(blob, key, module, optimizer, scheduler, generator, state)
     n_rows = len(train_data[0])
     bounds = _batch_bounds(n_rows, settings.batch_size)
-    train_eval = _eval_subset(train_data, settings.seed)
+    train_eval: Data | None = None  # made at the first epoch without running sums
     valid_eval = None if valid_data is None else [materialise(c) for c in valid_data]
     while state.epoch < settings.epochs and not state.stopped:
         epoch = state.epoch + 1
         module.train()
-        train_loss = _run_epoch(
+        train_loss, means = _run_epoch(
             module, params, optimizer, loss_fn, train_data, bounds, generator, settings, epoch
         )
         metrics = {"train_loss": train_loss}
         module.eval()
         with torch.no_grad():
-            metrics.update(_prefixed("train", eval_fn(train_eval, _eval_generator(settings))))
+            if means:
+                metrics.update(_prefixed("train", (running_fn or _numbers)(means)))
+            else:
+                if train_eval is None:
+                    train_eval = _eval_subset(train_data, settings.seed)
+                metrics.update(_prefixed("train", eval_fn(train_eval, _eval_generator(settings))))
             if valid_eval is not None:
                 metrics.update(_prefixed("valid", eval_fn(valid_eval, _eval_generator(settings))))
         monitored = metrics.get("valid_loss", train_loss)
@@ -210,6 +236,10 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     if prefix == "train":  # the training loss is the mean batch loss, not this one
         out.pop("train_loss", None)
     return out
+
+
+def _numbers(means: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v.double().mean()) for k, v in means.items()}
 
 
 def _eval_generator(settings: TrainSettings) -> torch.Generator:
@@ -243,20 +273,18 @@ def _run_epoch(
     generator: torch.Generator,
     settings: TrainSettings,
     epoch: int,
-) -> float:
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """One pass over the shuffled rows: the mean batch loss and the running sums' means."""
     order = torch.randperm(bounds[-1], generator=generator)
     total = 0.0
+    sums: dict[str, torch.Tensor] = {}
     every = 1 if settings.clip_gradient_norm is not None else GRAD_CHECK_EVERY
     first = (epoch - 1) * (len(bounds) - 1)  # batches of this fit before this epoch
-    # columns without values (no categorical codes, no regression targets) are sliced,
-    # not gathered: an index per batch costs as much as a small layer
-    empty = [isinstance(c, torch.Tensor) and c.dim() > 1 and c.shape[1] == 0 for c in data]
-    for step, (start, stop) in enumerate(itertools.pairwise(bounds), start=first):
-        rows = order[start:stop]
-        n = stop - start
-        loss = loss_fn(
-            [c[:n] if e else c[rows] for c, e in zip(data, empty, strict=True)], generator
-        )
+    for step, (start, stop, batch) in enumerate(_shuffled_batches(data, order, bounds), first):
+        loss = loss_fn(batch, generator)
+        if isinstance(loss, tuple):
+            loss, batch_sums = loss
+            _add_sums(sums, batch_sums)
         value = float(loss.detach())
         lr = optimizer.param_groups[0]["lr"]
         if not math.isfinite(value):
@@ -269,13 +297,46 @@ def _run_epoch(
                     "learning_rate": lr,
                 },
             )
-        optimizer.zero_grad(set_to_none=True)
+        for p in params:  # optimizer.zero_grad(set_to_none=True), without its profiler hooks
+            p.grad = None
         loss.backward()  # type: ignore[no-untyped-call]
         if step < GRAD_CHECK_FIRST or step % every == 0:
             _check_gradients(params, settings, epoch, lr)
         optimizer.step()
         total += value * (stop - start)
-    return total / bounds[-1]
+    return total / bounds[-1], {name: v / bounds[-1] for name, v in sums.items()}
+
+
+def _add_sums(sums: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> None:
+    """Add a batch's running sums to the epoch's, in place (no copy, no sync per batch)."""
+    for name, value in batch.items():
+        if name in sums:
+            sums[name] += value
+        else:
+            sums[name] = value.detach().clone()
+
+
+def _shuffled_batches(
+    data: Data, order: torch.Tensor, bounds: list[int]
+) -> Iterator[tuple[int, int, list[Any]]]:
+    """``(start, stop, batch)`` per batch of the epoch whose row order is ``order``.
+
+    Rows are gathered once per block of about :data:`GATHER_ROWS` rows (whole
+    batches) and each batch is a contiguous slice of its block: a gather per
+    batch and column costs as much as a small layer, a slice next to nothing.
+    The batches hold exactly the rows ``order[start:stop]``, in that order.
+    """
+    n_batches = len(bounds) - 1
+    i = 0
+    while i < n_batches:
+        # the batches i..j-1 of this block: at least one, at most GATHER_ROWS rows if more
+        j = max(i + 1, bisect.bisect_right(bounds, bounds[i] + GATHER_ROWS, lo=i + 1) - 1)
+        low = bounds[i]
+        rows = order[low : bounds[j]]
+        block = [take(column, rows) for column in data]
+        for start, stop in itertools.pairwise(bounds[i : j + 1]):
+            yield start, stop, [c[start - low : stop - low] for c in block]
+        i = j
 
 
 def _check_gradients(
@@ -308,14 +369,28 @@ def _check_gradients(
 
 
 def _make_optimizer(params: list[nn.Parameter], s: TrainSettings) -> torch.optim.Optimizer:
+    # fused: one kernel updates every parameter. A small model's optimiser step is mostly
+    # the per-tensor dispatch of the foreach version: fused, a batch of a 128-wide MLP
+    # trains 20% faster
+    fused = _can_fuse(params)
     if s.optimizer == "adam":
         return torch.optim.Adam(
-            params, lr=s.learning_rate, weight_decay=s.weight_decay, foreach=True
+            params, lr=s.learning_rate, weight_decay=s.weight_decay, foreach=not fused, fused=fused
         )
     momentum = s.momentum if s.optimizer == "momentum" else 0.0
     return torch.optim.SGD(
-        params, lr=s.learning_rate, momentum=momentum, weight_decay=s.weight_decay, foreach=True
+        params,
+        lr=s.learning_rate,
+        momentum=momentum,
+        weight_decay=s.weight_decay,
+        foreach=not fused,
+        fused=fused,
     )
+
+
+def _can_fuse(params: list[nn.Parameter]) -> bool:
+    """Whether torch has fused optimiser kernels for every parameter (else: ``foreach``)."""
+    return all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
 
 
 def _make_scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings) -> Any:
