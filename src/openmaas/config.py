@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     )
     serving_accelerate: bool = Field(
         default=True,
-        description="Serve LightGBM versions on ONNX Runtime (the onnx extra) where it gives "
-        "the booster's own answers (checked at load); off: always Booster.predict.",
+        description="Serve LightGBM versions and numeric LightGBM or linear pipelines on ONNX "
+        "Runtime (the onnx extra) where it gives the model's own answers (checked at "
+        "load); off: always the model's own predict.",
     )
 
     # Jobs ------------------------------------------------------------------------

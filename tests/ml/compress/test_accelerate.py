@@ -7,11 +7,15 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_wine
 
 from openmaas.ml import flavors
+from openmaas.ml.catalog import get_algorithm
+from openmaas.ml.catalog.persist import save_pipeline
 from openmaas.ml.compress.accelerate import booster_session
+from openmaas.ml.preprocessing import fit_pipeline, make_pipeline
 
 TOL = 1e-12
 
@@ -41,7 +45,7 @@ def test_accelerated_predictor_gives_the_boosters_answers(
     booster, X = _booster(objective, **extra)
     fast = flavors.load("lightgbm", _saved(booster, tmp_path), accelerate=True)
     native = flavors.load("lightgbm", tmp_path)
-    assert getattr(fast, "accelerated", False) and not getattr(native, "accelerated", True)
+    assert fast.accelerated and not native.accelerated
     for rows in (X[:1], X[:11], X):
         got, want = fast.predict(rows), native.predict(rows)
         assert got.predictions.shape == want.predictions.shape
@@ -84,7 +88,7 @@ def test_boosters_without_an_exact_onnx_form_stay_native(
     booster = lgb.train({**params, "verbosity": -1}, lgb.Dataset(X, y), num_boost_round=5)
     assert booster_session(booster) is None
     predictor = flavors.load("lightgbm", _saved(booster, tmp_path), accelerate=True)
-    assert not getattr(predictor, "accelerated", True)
+    assert not predictor.accelerated
     np.testing.assert_allclose(
         np.asarray(predictor.predict(X).predictions).ravel(),
         np.asarray(booster.predict(X)).argmax(axis=1)
@@ -100,3 +104,59 @@ def test_other_inputs_take_the_boosters_path(tmp_path: Path) -> None:
     np.testing.assert_allclose(predictor.predict(as_int).predictions, booster.predict(as_int))
     with pytest.raises(Exception, match="number of features"):  # LightGBM's own message
         predictor.predict(X[:, :5])
+
+
+SMALL: dict[str, dict[str, Any]] = {
+    "lightgbm": {"n_estimators": 40, "early_stopping_rounds": None},
+    "linear": {},
+    "random_forest": {"n_estimators": 10, "min_samples_leaf": 3},
+}
+
+
+def _saved_pipeline(
+    algorithm: str, task_type: str, X: pd.DataFrame, y: np.ndarray, tmp_path: Path
+) -> Path:
+    model = get_algorithm(algorithm)(task_type=task_type, **SMALL[algorithm])
+    pipe = make_pipeline(model, [(str(c), "numeric") for c in X.columns])
+    save_pipeline(fit_pipeline(pipe, X, y), tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "task_type", "data", "fast"),
+    [
+        ("lightgbm", "binary", "binary", True),
+        ("linear", "multiclass", "multiclass", True),  # string labels
+        ("lightgbm", "regression", "regression", True),
+        ("random_forest", "binary", "binary", False),  # float32 trees: kept native
+    ],
+)
+def test_pipelines_that_compute_in_double_run_on_onnx_runtime(
+    algorithm: str, task_type: str, data: str, fast: bool, request: Any, tmp_path: Path
+) -> None:
+    X, y = request.getfixturevalue(data)
+    names = [str(c) for c in X.columns][::-1]  # the signature's order need not be the model's
+    directory = _saved_pipeline(algorithm, task_type, X, y, tmp_path)
+    predictor = flavors.load("pipeline", directory, names, accelerate=True)
+    native = flavors.load("pipeline", directory, names)
+    assert predictor.accelerated is fast and predictor.matrix_input is fast
+    assert not native.accelerated and not native.matrix_input
+    rows = X[names].to_numpy(dtype=np.float64)  # NaNs included: the imputer's job
+    got, want = predictor.predict(rows), native.predict(X[names])
+    assert got.predictions.tolist() == want.predictions.tolist() or np.allclose(
+        got.predictions, want.predictions, rtol=TOL, atol=TOL
+    )
+    if want.probabilities is not None:
+        np.testing.assert_allclose(got.probabilities, want.probabilities, rtol=TOL, atol=TOL)
+    assert predictor.predict(X[names]).predictions.shape == want.predictions.shape  # frames too
+
+
+def test_pipelines_with_category_columns_stay_native(binary: Any, tmp_path: Path) -> None:
+    X, y = binary
+    X = X.assign(site=np.where(np.arange(len(X)) % 2, "north", "south"))
+    model = get_algorithm("lightgbm")(task_type="binary", **SMALL["lightgbm"])
+    columns = [(str(c), "numeric") for c in X.columns[:-1]] + [("site", "categorical")]
+    save_pipeline(fit_pipeline(make_pipeline(model, columns), X, y), tmp_path)
+    predictor = flavors.load("pipeline", tmp_path, list(X.columns), accelerate=True)
+    assert not predictor.accelerated and not predictor.matrix_input
+    assert len(predictor.predict(X).predictions) == len(X)

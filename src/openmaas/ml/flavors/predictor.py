@@ -66,6 +66,11 @@ class Predictor(abc.ABC):
     def feature_names(self) -> list[str] | None:
         return None
 
+    @property
+    def accelerated(self) -> bool:
+        """Whether predictions run on ONNX Runtime instead of the model's own code."""
+        return False
+
 
 class LightGBMPredictor(Predictor):
     """A bare Booster: its output is what ``Booster.predict`` gives (for a binary
@@ -179,7 +184,11 @@ class PipelinePredictor(_EstimatorPredictor):
     flavor = "pipeline"
     matrix_input = False
 
-    def __init__(self, directory: Path, names: list[str] | None = None) -> None:
+    _fast: Any = None
+
+    def __init__(
+        self, directory: Path, names: list[str] | None = None, *, accelerate: bool = False
+    ) -> None:
         from openmaas.ml.catalog.persist import load_pipeline
 
         pipe = load_pipeline(directory)
@@ -188,8 +197,28 @@ class PipelinePredictor(_EstimatorPredictor):
         classes = getattr(model, "classes_", None)
         self.classes = None if classes is None else [_plain(c) for c in classes]
         self.names = names
+        if accelerate and names:
+            from openmaas.ml.compress.accelerate import pipeline_session
+
+            self._fast = pipeline_session(pipe, names)
+            # requests are parsed into a float matrix in the signature's order
+            self.matrix_input = self._fast is not None
+
+    @property
+    def accelerated(self) -> bool:
+        return self._fast is not None
 
     def predict(self, X: Any) -> Output:
+        if (
+            self._fast is not None
+            and isinstance(X, np.ndarray)
+            and X.ndim == 2
+            and X.dtype == np.float64
+            and self.names is not None
+            and X.shape[1] == len(self.names)
+        ):
+            predictions, probabilities = self._fast(np.ascontiguousarray(X))
+            return Output(predictions, probabilities)
         if not isinstance(X, pd.DataFrame):
             X = pd.DataFrame(np.asarray(X), columns=self.names)
         return super().predict(X)
@@ -313,7 +342,7 @@ def load(
         return OnnxPredictor(directory)
     if flavor == "pickle":
         return PicklePredictor(directory)
-    return PipelinePredictor(directory, names)
+    return PipelinePredictor(directory, names, accelerate=accelerate)
 
 
 def _plain(value: Any) -> Any:
