@@ -255,9 +255,7 @@ class Monitor:
     def _columns(v: _Version, batches: list[Any]) -> Any:
         if all(isinstance(x, np.ndarray) for x in batches):
             matrix = np.concatenate(batches) if len(batches) > 1 else batches[0]
-            return {
-                c: matrix[:, i] for c, i in zip(v.columns, v.positions, strict=True) if i >= 0
-            }
+            return {c: matrix[:, i] for c, i in zip(v.columns, v.positions, strict=True) if i >= 0}
         frames = [x if isinstance(x, pd.DataFrame) else pd.DataFrame(x) for x in batches]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return {c: frame[c].to_numpy() for c in v.columns if c in frame.columns}
