@@ -203,6 +203,10 @@ def test_an_endpoint_scores_with_its_heaviest_version_for_its_callers(
     np.testing.assert_allclose(result["prediction"], booster.predict(X[:20]))
     other = http.get(f"/api/v1/scoring/{job.json()['id']}", headers=_auth(outsider.token))
     assert other.status_code == 404  # a job is its creator's and the maintainers'
+    # the endpoint's usage counts the successful job for its caller: one request, 20 rows
+    usage = http.get("/api/v1/endpoints/cancer/usage", headers=auth).json()
+    mine = [u for u in usage if u["consumer"] == "vera"]
+    assert [(u["requests"], u["rows"], u["errors"]) for u in mine] == [(1, 20, 0)]
 
 
 def test_bad_requests_are_refused_and_queue_nothing(platform, http, lab) -> None:

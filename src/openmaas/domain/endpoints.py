@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -445,6 +446,34 @@ def remove_consumer(ctx: Ctx, name: str, org: str) -> EndpointView:
         s.flush()
         _audit(s, ctx, ep, "endpoint.consumer.remove", None)
         return _view(s, ep)
+
+
+def add_usage(
+    s: Session, endpoint_id: int, day: str, consumer: str, requests: int, rows: int, errors: int
+) -> None:
+    """Add to a consumer's counters of a day (replicas each sync, scoring jobs at the end)."""
+    consumer = consumer[:80]
+    changed = s.execute(
+        sql_update(EndpointUsage)
+        .where(
+            EndpointUsage.endpoint_id == endpoint_id,
+            EndpointUsage.day == day,
+            EndpointUsage.consumer == consumer,
+        )
+        .values(
+            requests=EndpointUsage.requests + requests,
+            rows=EndpointUsage.rows + rows,
+            errors=EndpointUsage.errors + errors,
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    if not changed:
+        s.add(EndpointUsage(endpoint_id=endpoint_id, day=day, consumer=consumer,
+                            requests=requests, rows=rows, errors=errors))  # fmt: skip
+
+
+def usage_day(at: datetime | None = None) -> str:
+    """The UTC day usage is counted under."""
+    return (at or datetime.now(UTC)).strftime("%Y-%m-%d")
 
 
 def usage(ctx: Ctx, name: str, *, days: int = 30) -> list[EndpointUsage]:

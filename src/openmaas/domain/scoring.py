@@ -9,6 +9,8 @@ the model's columns), so a bad request is a 4xx and queues nothing.
 Who may score: contributors of the model's project score a version
 (``create``); whoever may call an endpoint (``policy.decide_call``) scores
 through it, signed in, since the job and its result belong to someone. A job
+through an endpoint adds one request and its rows to the caller's usage of
+that endpoint when it succeeds (jobs are queued, not rate limited). A job
 is read by its creator, and by the project's maintainers (``audit``).
 
 No table of its own: the job row's ``payload`` says what to score and its
@@ -82,6 +84,7 @@ class _Resolved:
     model: Model
     version: ModelVersion
     endpoint: str | None
+    endpoint_id: int | None = None
 
     @property
     def signature(self) -> Signature:
@@ -133,7 +136,7 @@ def _resolve_endpoint(ctx: Ctx, s: Session, name: str) -> _Resolved:
     model = s.get(Model, version.model_id)
     assert model is not None
     _check_servable(ctx, model, version)
-    return _Resolved(ep.project_id, model, version, ep.name)
+    return _Resolved(ep.project_id, model, version, ep.name, ep.id)
 
 
 def _check_servable(ctx: Ctx, model: Model, version: ModelVersion) -> None:
@@ -196,6 +199,8 @@ def _enqueue(ctx: Ctx, s: Session, r: _Resolved, source: dict[str, Any]) -> Job:
         "model_id": r.model.id, "model": r.model.name, "version": r.version.version,
         "version_id": r.version.id, "endpoint": r.endpoint, "input": source,
     }  # fmt: skip
+    if r.endpoint_id is not None:  # the endpoint's usage counts the job's rows for its caller
+        payload["usage"] = {"endpoint_id": r.endpoint_id, "consumer": ctx.principal.username}
     job = enqueue(
         s, KIND, payload, project_id=r.project_id, created_by=ctx.principal.user_id, max_attempts=2
     )

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from openmaas.domain.context import Platform
+from openmaas.domain.endpoints import add_usage, usage_day
 from openmaas.domain.identity import principals_by_hash, resolve_token, token_hash
 from openmaas.domain.models import materialize
 from openmaas.domain.monitoring import merge_monitor, readable_endpoints
@@ -54,7 +55,6 @@ from openmaas.store.metadata.tables import (
     EndpointRecord,
     EndpointStat,
     EndpointTarget,
-    EndpointUsage,
     ModelFile,
     ModelVersion,
     Project,
@@ -523,7 +523,7 @@ class ServingRuntime:
         """The UTC day of usage rows, recomputed once a second (not per request)."""
         second = int(time.time())
         if self._day[0] != second:
-            self._day = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d"))
+            self._day = (second, usage_day(datetime.fromtimestamp(second, UTC)))
         return self._day[1]
 
     def _account(
@@ -602,16 +602,7 @@ class ServingRuntime:
             for (endpoint_id, day, consumer), (req, rows, err) in usage.items():
                 if endpoint_id not in alive:
                     continue
-                changed = s.execute(
-                    update(EndpointUsage)
-                    .where(EndpointUsage.endpoint_id == endpoint_id, EndpointUsage.day == day,
-                           EndpointUsage.consumer == consumer)
-                    .values(requests=EndpointUsage.requests + req, rows=EndpointUsage.rows + rows,
-                            errors=EndpointUsage.errors + err)
-                ).rowcount  # fmt: skip
-                if not changed:
-                    s.add(EndpointUsage(endpoint_id=endpoint_id, day=day, consumer=consumer,
-                                        requests=req, rows=rows, errors=err))  # fmt: skip
+                add_usage(s, endpoint_id, day, consumer, req, rows, err)
             for (endpoint_id, version, window), state in stats.items():
                 if endpoint_id not in alive:
                     continue

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from openmaas.domain import datasets, models
+from openmaas.domain.endpoints import add_usage, usage_day
 from openmaas.domain.scoring import KIND
 from openmaas.errors import NotFound
 from openmaas.jobs.kinds import register_kind
@@ -25,7 +26,7 @@ from openmaas.jobs.runner import JobContext
 from openmaas.ml import flavors
 from openmaas.ml.data.schema import Limits
 from openmaas.ml.scoring import score_file
-from openmaas.store.metadata.tables import ModelFile, ModelVersion
+from openmaas.store.metadata.tables import Endpoint, ModelFile, ModelVersion
 
 
 def score(job: JobContext) -> dict[str, Any]:
@@ -58,6 +59,8 @@ def score(job: JobContext) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         info = platform.artifacts.put_file(out)
         job.log(f"scored {scored.rows} rows in {seconds:.2f}s")
+        if payload.get("usage"):
+            _count_usage(job, payload["usage"], scored.rows)
         return {
             "digest": info.digest,
             "size_bytes": info.size,
@@ -70,6 +73,13 @@ def score(job: JobContext) -> dict[str, Any]:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _count_usage(job: JobContext, usage: dict[str, Any], rows: int) -> None:
+    """One request of ``rows`` rows on the endpoint's usage, for the job's creator."""
+    with job.platform.store.write() as s:
+        if s.get(Endpoint, usage["endpoint_id"]) is not None:  # not deleted meanwhile
+            add_usage(s, usage["endpoint_id"], usage_day(), usage["consumer"], 1, rows, 0)
 
 
 register_kind(KIND, score)
