@@ -332,6 +332,21 @@ def test_a_payload_from_another_run_is_refused(cancer: pd.DataFrame, tmp_path: P
     assert not (tmp_path / "b" / "models").exists()  # refused before writing anything
 
 
+def test_payloads_are_built_only_for_callbacks_that_keep_them(
+    cancer: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openmaas.ml.engine import run as engine_run
+
+    def refuse(*args: Any) -> bytes:
+        raise AssertionError("a payload was packed for callbacks that drop it")
+
+    spec = _spec("binary", outer={"method": "kfold", "k": 2}, inner_folds=2)
+    splits = compute_splits(spec, cancer)
+    monkeypatch.setattr(engine_run, "pack", refuse)
+    result = execute_run(cancer, _columns(cancer), spec, splits, "linear", {}, 0, tmp_path)
+    assert [f.fold for f in result.folds] == [0, 1] and result.final["source"] == "refit"
+
+
 def test_a_payload_cannot_write_outside_its_models(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -193,6 +193,9 @@ class _Run:
         self.fitter = Fitter(cls, params, self.adapter, callbacks, self.log)
         self.digests = env.data_digest(frame), env.splits_digest(splits)
         self.fingerprint = self._fingerprint()
+        # a payload zips the fold's models (megabytes of boosting text): only for
+        # callbacks that keep it
+        self.keeps_folds = type(callbacks).on_fold_done is not RunCallbacks.on_fold_done
 
     def _fingerprint(self) -> str:
         what = {
@@ -271,12 +274,13 @@ class _Run:
         return outcome
 
     def _report(self, f: int, outcome: _Outcome) -> None:
-        record = {"fingerprint": self.fingerprint, "result": outcome.result.to_dict(),
-                  "curves": outcome.curves, "log": outcome.log}  # fmt: skip
-        models = [fold_model(f)]
-        if self.cls.warm_start_capable:
-            models.append(f"models/inner/fold_{f}")
-        self.callbacks.on_fold_done(f, pack(self.out_dir, record, outcome.predictions, models))
+        if self.keeps_folds:
+            record = {"fingerprint": self.fingerprint, "result": outcome.result.to_dict(),
+                      "curves": outcome.curves, "log": outcome.log}  # fmt: skip
+            models = [fold_model(f)]
+            if self.cls.warm_start_capable:
+                models.append(f"models/inner/fold_{f}")
+            self.callbacks.on_fold_done(f, pack(self.out_dir, record, outcome.predictions, models))
         self._fold_done(outcome.result, restored=False)
 
     def _fold_done(self, result: FoldResult, *, restored: bool) -> None:
@@ -320,9 +324,10 @@ class _Run:
         )  # fmt: skip
         save_pipeline(fit.pipe, self.out_dir / FINAL_MODEL)
         final = {"source": "refit", "rows": len(rows), "length": length}
-        record = {"fingerprint": self.fingerprint, "final": final, "curve": fit.curve,
-                  "log": self.lines[mark:]}  # fmt: skip
-        self.callbacks.on_fold_done(FINAL, pack(self.out_dir, record, None, [FINAL_MODEL]))
+        if self.keeps_folds:
+            record = {"fingerprint": self.fingerprint, "final": final, "curve": fit.curve,
+                      "log": self.lines[mark:]}  # fmt: skip
+            self.callbacks.on_fold_done(FINAL, pack(self.out_dir, record, None, [FINAL_MODEL]))
         return final, fit.curve
 
     def _finish(
