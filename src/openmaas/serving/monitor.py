@@ -146,12 +146,21 @@ class Monitor:
 
     # The request path ----------------------------------------------------------------
 
-    def observe(self, endpoint_id: int, version: int, X: Any, out: Any, request_id: str) -> None:
-        """Keep a request's rows for the sync thread and its answer for a later label."""
+    def observe(
+        self,
+        endpoint_id: int,
+        version: int,
+        X: Any,
+        out: Any,
+        request_id: str,
+        window: datetime | None = None,
+    ) -> None:
+        """Keep a request's rows for the sync thread and its answer for a later label
+        (``window``: the current window, if the caller has it already)."""
         if version not in self.versions:
             return
         n = len(out.predictions)
-        key = (endpoint_id, version, self.window())
+        key = (endpoint_id, version, window or self.window())
         if self._buffered + n <= self.max_rows:
             self._buffered += n
             self._buffer.append((key, X, out.predictions, out.probabilities))

@@ -444,8 +444,10 @@ class ServingRuntime:
             return self.failed(call, e)
         for shadow in d.shadows:
             self._shadow(d, shadow, call.X, out.predictions)
-        self._account(d, version, call.consumer, len(call.X), call.start, error=False)
-        self.monitor.observe(d.id, version, call.X, out, request_id)
+        window = self.monitor.window()
+        self._account(d, version, call.consumer, len(call.X), call.start, error=False,
+                      window=window)  # fmt: skip
+        self.monitor.observe(d.id, version, call.X, out, request_id, window)
         if d.sample_rate and self._random.random() < d.sample_rate:
             self._log(d, "request", request_id, version, call.consumer, call.start, call.body,
                       payload)  # fmt: skip
@@ -508,8 +510,10 @@ class ServingRuntime:
 
     # Accounting ----------------------------------------------------------------------
 
-    def _state(self, endpoint_id: int, version: int) -> dict[str, Any]:
-        key = (endpoint_id, version, self.monitor.window())
+    def _state(
+        self, endpoint_id: int, version: int, window: datetime | None = None
+    ) -> dict[str, Any]:
+        key = (endpoint_id, version, window or self.monitor.window())
         state = self._stats.get(key)
         if state is None:
             buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
@@ -536,11 +540,12 @@ class ServingRuntime:
         *,
         error: bool,
         usage: bool = True,
+        window: datetime | None = None,
     ) -> None:
         if d is None:
             return
         ms = (time.perf_counter() - start) * 1000
-        state = self._state(d.id, version)
+        state = self._state(d.id, version, window)
         state["requests"] += 1
         state["errors"] += int(error)
         state["rows"] += rows
