@@ -540,6 +540,25 @@ def test_lightgbm_equals_a_plain_lightgbm_script() -> None:
     assert params["num_threads"] == 1 and params["deterministic"]
 
 
+def test_lightgbm_model_text_is_written_once_and_unchanged(tmp_path: Path) -> None:
+    """save and checkpoints take the model text from a file LightGBM writes (its
+    model_to_string serialises big models twice): the same text."""
+    from sklearn.datasets import make_classification
+
+    from openmaas.ml.catalog._gbdt_rounds import model_text
+
+    X, y = make_classification(n_samples=3000, n_features=10, random_state=0)
+    model = LightGBM(n_estimators=600, num_leaves=63, min_child_samples=5).fit(X, y)
+    text = model.booster_.model_to_string()
+    assert len(text) > 1 << 20  # past model_to_string's first buffer
+    assert model_text(model.booster_) == text
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m" / "model.txt").read_text() == text
+    np.testing.assert_array_equal(
+        LightGBM.load(tmp_path / "m").predict_proba(X), model.predict_proba(X)
+    )
+
+
 class _Recorder(TrainingCallbacks):
     def __init__(self, stop_at: int | None = None, resume: bytes | None = None) -> None:
         self.epochs: list[tuple[int, dict[str, float]]] = []

@@ -32,7 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from openmaas.errors import InvalidFile, InvalidInput
-from openmaas.ml.catalog._gbdt_rounds import Rounds
+from openmaas.ml.catalog._gbdt_rounds import Rounds, model_text
 from openmaas.ml.catalog.base import Algorithm, HyperParameter, LearningCurve, TrainingCallbacks
 from openmaas.ml.catalog.persist import read_json, write_json
 from openmaas.ml.catalog.registry import register
@@ -300,7 +300,7 @@ class LightGBM(Algorithm):
                 keep_training_booster=True,  # no model text round trip after each call
             )
         if 0 < booster.best_iteration < booster.current_iteration():
-            booster = lgb.Booster(model_str=booster.model_to_string())  # the best round's trees
+            booster = lgb.Booster(model_str=model_text(booster))  # the best round's trees
         return booster
 
     def _metric(self) -> str:
@@ -359,7 +359,9 @@ class LightGBM(Algorithm):
         check_is_fitted(self)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / _MODEL_FILE).write_text(self.booster_.model_to_string())
+        # straight from LightGBM to the file: model_to_string serialises a model of more
+        # than 1 MB twice (the first pass only measures it)
+        self.booster_.save_model(directory / _MODEL_FILE)
         config: dict[str, Any] = {
             "algorithm": self.name,
             "params": self.get_params(),
