@@ -69,6 +69,9 @@ def test_a_killed_worker_s_run_resumes_elsewhere_and_matches_an_uninterrupted_on
 ) -> None:
     task_id = demo_task(admin, "breast_cancer")
     killed = runs.create(admin, task_id, "dnn", SLOW_DNN, seed=7).run
+    # a checkpoint every epoch: with the default (at most one per 5 s) a run that trains
+    # in under 5 s never writes one, and what is killed would depend on the machine
+    workers.env["OPENMAAS_JOB_CHECKPOINT_INTERVAL_S"] = "0"
     a = start(workers, "worker-a")
     wait_for(lambda: (job(platform, killed.job_id).checkpoint.get("fit") or {}).get("epoch", 0)
              >= 3, timeout=120)  # fmt: skip
