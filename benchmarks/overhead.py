@@ -257,7 +257,9 @@ def plain_lightgbm(
         "deterministic": True, "force_col_wise": True, "verbosity": -1,
     }  # fmt: skip
     booster = lgb.train(booster_params, lgb.Dataset(X, y), num_boost_round=params["n_estimators"])
-    return np.asarray(booster.predict(X_pred))
+    # the booster lgb.train returns is reloaded from its model text and forgets
+    # num_threads: without it, predict would use every core (the engine uses one)
+    return np.asarray(booster.predict(X_pred, num_threads=1))
 
 
 def plain_dnn(
