@@ -2,7 +2,7 @@
 
 Starts a platform (temporary home, SQLite) and one worker process
 (``python -m openmaas.jobs.worker_main``, default settings: the heavy
-forkserver preload, 1 s idle poll), then times each configuration three ways,
+forkserver preload, 0.2 s idle poll), then times each configuration three ways,
 interleaved, ``--repeats`` times:
 
 - **platform**: ``runs.create`` (the domain call behind ``POST /runs``) until
@@ -339,7 +339,7 @@ def report(
         "",
         "- **platform**: `runs.create` (the domain call behind `POST /runs`) until the job is "
         "seen `succeeded`, one worker process with default settings (the default forkserver "
-        "preload, 1 s idle poll), SQLite, local artifact store;",
+        "preload, 0.2 s idle poll), SQLite, local artifact store;",
         "- **engine**: the same `execute_run` call in this process, warm (imports done), "
         "reading the Parquet file included;",
         "- **plain**: the same fits, predictions and test ROC AUC written directly against "
