@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import time
+import warnings
+import zipfile
 
 import lightgbm as lgb
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 
 from tests.api.conftest import make_user
@@ -297,6 +301,51 @@ def test_mlflow_model_serves_the_same_predictions(http, svc, booster, cancer) ->
     body = {"dataframe_split": {"columns": NAMES, "data": X.tolist()}}
     out = _predict(http, svc["owner"].token, body, name="imported").json()
     np.testing.assert_allclose(out["predictions"], booster.predict(X), atol=1e-12)
+
+
+def test_a_folder_mlflow_wrote_serves_what_mlflow_serves(
+    http, svc, booster, cancer, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The real MLflow (mlflow-skinny, a dev dependency) writes the model folder and
+    predicts with its pyfunc loader; the endpoint answers the same."""
+    with warnings.catch_warnings():  # MLflow warns about its own type hints on import
+        warnings.simplefilter("ignore")
+        mlflow_lightgbm = pytest.importorskip("mlflow.lightgbm")
+        pyfunc = pytest.importorskip("mlflow.pyfunc")
+        from mlflow.models import infer_signature
+
+        frame = pd.DataFrame(cancer[0][:50], columns=NAMES)
+        folder = tmp_path / "mlflow_model"
+        mlflow_lightgbm.save_model(
+            booster, str(folder), signature=infer_signature(frame), pip_requirements=[]
+        )
+        expected = np.asarray(pyfunc.load_model(str(folder)).predict(frame))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in folder.rglob("*"):
+            zf.write(path, f"mlflow_model/{path.relative_to(folder)}")
+    auth = _auth(svc["owner"].token)
+    model = http.post(
+        f"/api/v1/projects/{svc['project'].id}/models", json={"name": "from-mlflow"}, headers=auth
+    ).json()
+    v = http.post(
+        f"/api/v1/models/{model['id']}/versions/upload",
+        params={"filename": "mlflow_model.zip"},
+        content=archive.getvalue(),
+        headers=auth,
+    )
+    assert v.status_code == 201, v.text
+    assert (v.json()["flavor"], v.json()["source"]) == ("lightgbm", "mlflow")
+    r = http.post(
+        f"/api/v1/projects/{svc['project'].id}/endpoints",
+        json={"name": "from-mlflow", "targets": [{"version_id": v.json()["id"], "weight": 100}]},
+        headers=auth,
+    )
+    assert r.status_code == 201, r.text
+    body = {"dataframe_split": frame.to_dict(orient="split", index=False)}  # MLflow's own body
+    out = _predict(http, svc["owner"].token, body, name="from-mlflow")
+    assert out.status_code == 200, out.text
+    np.testing.assert_allclose(out.json()["predictions"], expected, atol=1e-12)
 
 
 def test_text_class_labels_are_answered(http, svc, cancer, tmp_path) -> None:  # type: ignore[no-untyped-def]
