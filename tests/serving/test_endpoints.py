@@ -15,6 +15,7 @@ import pytest
 
 from tests.api.conftest import make_user
 from tests.models.conftest import mlflow_zip
+from tests.serving.conftest import deploy_upload
 
 N = 30
 NAMES = [f"f{i}" for i in range(N)]
@@ -281,22 +282,9 @@ def test_bandit_routing_learns_the_better_version(http, svc) -> None:
 
 
 def test_mlflow_model_serves_the_same_predictions(http, svc, booster, cancer) -> None:  # type: ignore[no-untyped-def]
-    auth = _auth(svc["owner"].token)
-    model = http.post(
-        f"/api/v1/projects/{svc['project'].id}/models", json={"name": "imported"}, headers=auth
-    ).json()
-    v = http.post(
-        f"/api/v1/models/{model['id']}/versions/upload",
-        params={"filename": "m.zip"},
-        content=mlflow_zip(booster),
-        headers=auth,
-    ).json()
-    r = http.post(
-        f"/api/v1/projects/{svc['project'].id}/endpoints",
-        json={"name": "imported", "targets": [{"version_id": v["id"], "weight": 100}]},
-        headers=auth,
+    deploy_upload(
+        http, svc["owner"].token, svc["project"].id, "imported", "m.zip", mlflow_zip(booster)
     )
-    assert r.status_code == 201, r.text
     X = cancer[0][:50]
     body = {"dataframe_split": {"columns": NAMES, "data": X.tolist()}}
     out = _predict(http, svc["owner"].token, body, name="imported").json()
@@ -324,24 +312,11 @@ def test_a_folder_mlflow_wrote_serves_what_mlflow_serves(
     with zipfile.ZipFile(archive, "w") as zf:
         for path in folder.rglob("*"):
             zf.write(path, f"mlflow_model/{path.relative_to(folder)}")
-    auth = _auth(svc["owner"].token)
-    model = http.post(
-        f"/api/v1/projects/{svc['project'].id}/models", json={"name": "from-mlflow"}, headers=auth
-    ).json()
-    v = http.post(
-        f"/api/v1/models/{model['id']}/versions/upload",
-        params={"filename": "mlflow_model.zip"},
-        content=archive.getvalue(),
-        headers=auth,
-    )
-    assert v.status_code == 201, v.text
-    assert (v.json()["flavor"], v.json()["source"]) == ("lightgbm", "mlflow")
-    r = http.post(
-        f"/api/v1/projects/{svc['project'].id}/endpoints",
-        json={"name": "from-mlflow", "targets": [{"version_id": v.json()["id"], "weight": 100}]},
-        headers=auth,
-    )
-    assert r.status_code == 201, r.text
+    v = deploy_upload(
+        http, svc["owner"].token, svc["project"].id, "from-mlflow", "mlflow_model.zip",
+        archive.getvalue(),
+    )  # fmt: skip
+    assert (v["flavor"], v["source"]) == ("lightgbm", "mlflow")
     body = {"dataframe_split": frame.to_dict(orient="split", index=False)}  # MLflow's own body
     out = _predict(http, svc["owner"].token, body, name="from-mlflow")
     assert out.status_code == 200, out.text

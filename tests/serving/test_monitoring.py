@@ -12,6 +12,7 @@ import pytest
 
 import openmaas.jobs.handlers.run  # noqa: F401  (registers the "run" job kind)
 from openmaas.jobs.worker import Worker
+from tests.serving.conftest import deploy_upload
 
 NAMES = ["x0", "x1", "x2", "x3", "x4"]
 WINDOW_S = 0.25
@@ -174,21 +175,7 @@ def test_an_upload_without_lineage_is_served_without_drift_but_scored(
     auth = _auth(admin.token)
     admin.orgs.create("lab")
     project = admin.projects.create("lab", "study")
-    model = http.post(
-        f"/api/v1/projects/{project.id}/models", json={"name": "bc"}, headers=auth
-    ).json()
-    v = http.post(
-        f"/api/v1/models/{model['id']}/versions/upload",
-        params={"filename": "model.txt"},
-        content=model_txt.read_bytes(),
-        headers=auth,
-    ).json()
-    r = http.post(
-        f"/api/v1/projects/{project.id}/endpoints",
-        json={"name": "bc", "targets": [{"version_id": v["id"], "weight": 100}]},
-        headers=auth,
-    )
-    assert r.status_code == 201, r.text
+    deploy_upload(http, admin.token, project.id, "bc", "model.txt", model_txt.read_bytes())
     runtime = http.app.state.serving
     runtime.sync()
     X, y = cancer

@@ -99,12 +99,9 @@ class ReplicaApp:
                 client = scope["client"][0] if scope.get("client") else None
                 try:
                     message = await receive()
-                    if message["type"] == "http.request" and not message.get("more_body"):
-                        body = message.get("body", b"")  # the usual case: one message
-                        if len(body) > self.runtime.settings.serving_max_body_bytes:
-                            raise self._too_large()
-                    else:
-                        body = await self._body(message, receive)
+                    body = self._chunk(message, 0)
+                    if message.get("more_body"):  # rare: the usual body is one message
+                        body = await self._rest(body, receive)
                 except InvalidInput as e:
                     return _error(e)
                 if action == "feedback":
@@ -131,26 +128,26 @@ class ReplicaApp:
             return _error(e)
         return Answer(200, generate_latest() + series, [("content-type", CONTENT_TYPE_LATEST)])
 
-    async def _body(self, first: MutableMapping[str, Any], receive: Receive) -> bytes:
+    def _chunk(self, message: MutableMapping[str, Any], before: int) -> bytes:
+        """A message's body bytes, refused if the client left or the body grew too large."""
+        if message["type"] == "http.disconnect":
+            raise InvalidInput("the client went away mid-request")
+        chunk: bytes = message.get("body", b"")
         limit = self.runtime.settings.serving_max_body_bytes
-        chunks: list[bytes] = []
-        size = 0
-        message = first
+        if before + len(chunk) > limit:
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+        return chunk
+
+    async def _rest(self, first: bytes, receive: Receive) -> bytes:
+        chunks = [first]
+        size = len(first)
         while True:
-            if message["type"] == "http.disconnect":
-                raise InvalidInput("the client went away mid-request")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise self._too_large()
+            message = await receive()
+            chunk = self._chunk(message, size)
             chunks.append(chunk)
+            size += len(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-            message = await receive()
-
-    def _too_large(self) -> PayloadTooLarge:
-        limit = self.runtime.settings.serving_max_body_bytes
-        return PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -81,11 +81,8 @@ class Deployment:
     live: list[int]
     shadows: list[int]
     router: TrafficSplit | Bandit
-    max_rows: int = 0  # rows one request may send
-    sample_rate: float = 0.0  # share of requests logged
-
-    def __post_init__(self) -> None:
-        self.sample_rate = float(self.monitoring.get("sample_rate", 0.0))
+    max_rows: int  # rows one request may send
+    sample_rate: float  # share of requests logged
 
 
 @dataclass
@@ -254,10 +251,11 @@ class ServingRuntime:
         router = self._router(routing, live, [t.weight for t, _ in targets if not t.shadow], old)
         if isinstance(router, Bandit) and arms:
             router.sync(_arm_stats(arms))
-        max_rows = limits.get("max_rows") or self.settings.serving_max_rows
         return Deployment(
             endpoint_id, name, generation, access, consumers, limits, monitoring, signature,
-            live, shadows, router, max_rows,
+            live, shadows, router,
+            max_rows=limits.get("max_rows") or self.settings.serving_max_rows,
+            sample_rate=float(monitoring.get("sample_rate", 0.0)),
         )  # fmt: skip
 
     @staticmethod

@@ -114,13 +114,7 @@ class LightGBMPredictor(Predictor):
         return [str(n) for n in self.booster.feature_name()]
 
     def predict(self, X: Any) -> Output:
-        if (
-            self._fast is not None
-            and isinstance(X, np.ndarray)
-            and X.ndim == 2
-            and X.shape[1] == self._width
-            and X.dtype == np.float64
-        ):
+        if self._fast is not None and _float_matrix(X, self._width):
             out = self._fast(np.ascontiguousarray(X))
         else:  # anything else: the booster's own checks and messages
             out = np.asarray(self.booster.predict(X, num_threads=1))
@@ -209,14 +203,7 @@ class PipelinePredictor(_EstimatorPredictor):
         return self._fast is not None
 
     def predict(self, X: Any) -> Output:
-        if (
-            self._fast is not None
-            and isinstance(X, np.ndarray)
-            and X.ndim == 2
-            and X.dtype == np.float64
-            and self.names is not None
-            and X.shape[1] == len(self.names)
-        ):
+        if self._fast is not None and self.names and _float_matrix(X, len(self.names)):
             predictions, probabilities = self._fast(np.ascontiguousarray(X))
             return Output(predictions, probabilities)
         if not isinstance(X, pd.DataFrame):
@@ -343,6 +330,14 @@ def load(
     if flavor == "pickle":
         return PicklePredictor(directory)
     return PipelinePredictor(directory, names, accelerate=accelerate)
+
+
+def _float_matrix(X: Any, width: int) -> bool:
+    """Whether ``X`` is what an accelerated model takes as is: a float64 ``[N, width]``
+    array (anything else goes to the model's own code, with its checks and messages)."""
+    return (
+        isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == width and X.dtype == np.float64
+    )
 
 
 def _plain(value: Any) -> Any:
