@@ -559,6 +559,70 @@ def test_lightgbm_model_text_is_written_once_and_unchanged(tmp_path: Path) -> No
     )
 
 
+def _validation_cases() -> dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+    from sklearn.datasets import make_classification
+
+    rng = np.random.default_rng(0)
+    X, y = make_classification(n_samples=3000, n_features=8, random_state=0)
+    holes = X.copy()
+    holes[rng.random(X.shape) < 0.1] = np.nan
+    holes[rng.random(X.shape) < 0.1] = 0.0
+    Xm, ym = make_classification(
+        n_samples=3000, n_features=8, n_informative=5, n_classes=4, random_state=0
+    )
+    Xr, yr = load_diabetes(return_X_y=True)
+    return {
+        "binary": (X, y, {}),
+        "missing values and zeros": (holes, y, {}),
+        "multiclass": (Xm, ym, {"task_type": "multiclass"}),
+        "regression": (Xr, yr, {"task_type": "regression"}),
+        "sampled, in segments": (X, y, {"subsample": 0.7, "colsample_bytree": 0.8}),
+    }
+
+
+@pytest.mark.parametrize("early_stopping", [None, 5])
+@pytest.mark.parametrize("case", list(_validation_cases()))
+def test_lightgbm_validation_output_is_what_predicting_gives(
+    case: str, early_stopping: int | None
+) -> None:
+    """The engine takes out-of-fold predictions from ``validation_output_``: it must
+    equal predicting X_valid bit for bit, also when early stopping dropped rounds."""
+    X, y, params = _validation_cases()[case]
+    cut = len(X) * 4 // 5
+    model = LightGBM(
+        n_estimators=120, learning_rate=0.3, checkpoint_every=25,
+        early_stopping_rounds=early_stopping, **params,
+    ).fit(X[:cut], y[:cut], X_valid=X[cut:], y_valid=y[cut:])  # fmt: skip
+    if early_stopping:
+        assert model.best_iteration_ < 120
+    expected = model.predict(X[cut:]) if case == "regression" else model.predict_proba(X[cut:])
+    assert np.array_equal(model.validation_output_, expected)
+
+    child = LightGBM(n_estimators=20, early_stopping_rounds=early_stopping, **params).fit(
+        X[:cut], y[:cut], X_valid=X[cut:], y_valid=y[cut:], init_model=model
+    )
+    again = child.predict(X[cut:]) if case == "regression" else child.predict_proba(X[cut:])
+    assert np.array_equal(child.validation_output_, again)
+
+
+def test_lightgbm_validation_output_needs_the_kept_round() -> None:
+    """Resumed after the best round, the fit no longer has its scores: no output."""
+    X, y = _cancer()
+    params = {"n_estimators": 60, "learning_rate": 0.5, "checkpoint_every": 10}
+    killed = _Recorder(stop_at=45)
+    with pytest.raises(KeyboardInterrupt):
+        LightGBM(**params, early_stopping_rounds=40).fit(
+            X[:300], y[:300], X_valid=X[300:], y_valid=y[300:], callbacks=killed
+        )
+    resumed = LightGBM(**params, early_stopping_rounds=40).fit(
+        X[:300], y[:300], X_valid=X[300:], y_valid=y[300:],
+        callbacks=_Recorder(resume=killed.checkpoints[-1][1]),
+    )  # fmt: skip
+    assert resumed.best_iteration_ < 40
+    assert not hasattr(resumed, "validation_output_")
+    assert not hasattr(LightGBM(n_estimators=5).fit(X, y), "validation_output_")
+
+
 class _Recorder(TrainingCallbacks):
     def __init__(self, stop_at: int | None = None, resume: bytes | None = None) -> None:
         self.epochs: list[tuple[int, dict[str, float]]] = []

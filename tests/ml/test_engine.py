@@ -25,7 +25,6 @@ from openmaas.errors import InvalidFile, InvalidInput
 from openmaas.ml.catalog.persist import load_pipeline
 from openmaas.ml.data.schema import ColumnSchema
 from openmaas.ml.engine import (
-    FINAL,
     RunCallbacks,
     RunResult,
     execute_run,
@@ -153,6 +152,23 @@ def test_binary_run_scores_and_predicts_every_row_once(
     assert {"numpy", "pandas", "scikit-learn", "lightgbm"} <= set(packages)
     assert result.environment["seed"] == 7 and result.wall_time_s > 0 and result.peak_rss_mb
     assert "random_state" not in result.params
+
+
+def test_out_of_fold_predictions_are_what_each_inner_model_predicts(
+    runs: dict[str, tuple[RunResult, Path]], binary: tuple[TaskSpec, Splits], cancer: pd.DataFrame
+) -> None:
+    """LightGBM's come from the validation scores kept while training: the same numbers."""
+    _, splits = binary
+    _, directory = runs["lightgbm"]
+    predictions = read_predictions(directory / "predictions.parquet")
+    for i in range(splits.n_inner):
+        _, valid = splits.inner_train_valid(0, i)
+        stored = predictions[(predictions["part"] == "oof") & (predictions["inner_fold"] == i)]
+        pipe = load_pipeline(directory / "models" / "inner" / "fold_0" / f"inner_{i}")
+        assert stored["row"].tolist() == valid.tolist()
+        expected = pipe.predict_proba(cancer.drop(columns="y").iloc[valid])
+        assert np.array_equal(stored[["proba_0", "proba_1"]].to_numpy(), expected)
+        assert np.array_equal(stored["prediction"].to_numpy(), pipe.predict(cancer.iloc[valid]))
 
 
 def test_iterative_algorithms_keep_learning_curves(runs: dict[str, tuple[RunResult, Path]]) -> None:
@@ -287,7 +303,7 @@ def test_a_resumed_run_skips_completed_folds_and_ends_the_same(
     whole = Recorder()
     first = execute_run(cancer, _columns(cancer), spec, splits, "lightgbm", params, 3,
                         tmp_path / "whole", callbacks=whole)  # fmt: skip
-    assert set(whole.payloads) == {0, 1, FINAL}
+    assert set(whole.payloads) == {0, 1}  # the final refit has none: nothing follows it
 
     killed = Recorder(stop_at=("fold_1/refit", 12))  # completed fold 0, killed in fold 1
     with pytest.raises(KeyboardInterrupt, match="killed"):
@@ -318,6 +334,15 @@ def test_a_resumed_run_skips_completed_folds_and_ends_the_same(
         read_predictions(tmp_path / "whole" / "predictions.parquet"),
     )
     assert read_curves(tmp_path / "resumed") == read_curves(tmp_path / "whole")
+
+
+def test_one_outer_fold_packs_no_payload(cancer: pd.DataFrame, tmp_path: Path) -> None:
+    """Only writing the results follows a single outer fold: a payload would not pay."""
+    recorder = Recorder()
+    spec = _spec("binary", inner_folds=2)
+    execute_run(cancer, _columns(cancer), spec, compute_splits(spec, cancer), "linear", {}, 0,
+                tmp_path, callbacks=recorder)  # fmt: skip
+    assert recorder.payloads == {}
 
 
 def test_a_payload_from_another_run_is_refused(cancer: pd.DataFrame, tmp_path: Path) -> None:

@@ -103,6 +103,10 @@ class Rounds:
         self.every = curve_every(total - first)
         self.early_stopping = has_valid and model.early_stopping_rounds is not None
         self.feval = _loss(metric)
+        self._scores: Any = None  # the scores the last loss was computed from
+        #: (round, a copy of LightGBM's validation scores after it): the best round's when
+        #: early stopping, else the last round whose validation loss was computed
+        self.valid_scores: tuple[int, np.ndarray] | None = None
 
     def restore(self, state: bytes) -> Any:
         """Take a checkpoint's curve and early-stopping state; return its booster."""
@@ -132,7 +136,11 @@ class Rounds:
         if self.has_valid:
             metrics["valid_loss"] = None
             if due or self.early_stopping:
-                metrics["valid_loss"] = self._evaluate("valid", env.model.eval_valid(self.feval))
+                loss = self._evaluate("valid", env.model.eval_valid(self._seeing))
+                metrics["valid_loss"] = loss
+                if not self.early_stopping or self.best is None or loss < self.best[1]:
+                    # LightGBM reuses the buffer every round
+                    self.valid_scores = (self.done, np.array(self._scores))
         self.curve.add(**metrics)
         self.callbacks.on_epoch(self.done, {k: v for k, v in metrics.items() if v is not None})
         if self.early_stopping:
@@ -149,6 +157,11 @@ class Rounds:
             self.callbacks.checkpoint_due(self.done)
         ):
             self.callbacks.checkpoint(self.done, self._state(env.model))
+
+    def _seeing(self, preds: Any, data: Any) -> tuple[str, float, bool]:
+        """``feval``, keeping the scores it was given."""
+        self._scores = preds
+        return self.feval(preds, data)  # type: ignore[no-any-return]
 
     def _evaluate(self, dataset: str, results: list[Any]) -> float:
         """The loss in LightGBM's ``(data, name, value, higher_better)`` results; raise if

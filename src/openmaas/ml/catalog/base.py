@@ -186,6 +186,10 @@ class Algorithm(BaseEstimator, abc.ABC):  # type: ignore[misc]
     #: ``predict`` is ``classes_[argmax(predict_proba)]``: scoring derives it instead of
     #: predicting twice.
     predicts_argmax_proba: ClassVar[bool] = False
+    #: A fit given ``X_valid`` may set ``validation_output_``: exactly what ``predict_proba``
+    #: (classifiers) or ``predict`` (otherwise) returns for ``X_valid``, when training had
+    #: it anyway (LightGBM keeps the validation scores up to date every round). The engine
+    #: then takes the out-of-fold predictions from it instead of predicting a second time.
 
     @classmethod
     @abc.abstractmethod

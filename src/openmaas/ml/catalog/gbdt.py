@@ -252,6 +252,10 @@ class LightGBM(Algorithm):
         self.learning_curve_ = rounds.curve
         best = self.booster_.best_iteration
         self.best_iteration_ = best if best > 0 else self.booster_.current_iteration()
+        if rounds.valid_scores is not None and rounds.valid_scores[0] == self.best_iteration_:
+            # LightGBM's own validation scores at the kept round are bit for bit what
+            # predicting X_valid gives (tests check it): no second pass over the trees
+            self.validation_output_ = self._output(rounds.valid_scores[1])
         return self
 
     def _datasets(self, X: Any, label: Any, fit_params: dict[str, Any]) -> dict[str, Any]:
@@ -336,6 +340,13 @@ class LightGBM(Algorithm):
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         return self.booster_.predict(X, num_iteration=self.best_iteration_)
 
+    def _output(self, raw: Any) -> Any:
+        """``predict_proba`` (classifiers) or ``predict`` (regressors) from the booster's
+        prediction."""
+        if not self._is_classifier:
+            return raw
+        return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
+
     def predict(self, X: Any) -> Any:
         check_is_fitted(self)
         if not self._is_classifier:
@@ -344,8 +355,7 @@ class LightGBM(Algorithm):
 
     @available_if(_classifier_only)  # type: ignore[untyped-decorator]
     def predict_proba(self, X: Any) -> Any:
-        raw = self._raw(X)
-        return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
+        return self._output(self._raw(X))
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "booster_")

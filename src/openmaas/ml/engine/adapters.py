@@ -65,7 +65,14 @@ class TaskAdapter(abc.ABC):
     def inputs(self, rows: Rows, context: Rows | None = None) -> tuple[Any, Any]: ...
 
     @abc.abstractmethod
-    def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]: ...
+    def evaluate(
+        self, pipe: Pipeline, rows: Rows, seen: Rows, output: Any = None
+    ) -> tuple[pd.DataFrame, Scores]:
+        """Predictions of ``rows`` (``seen``: the rows the model trained on) and their scores.
+
+        ``output``, if given, is what the model predicts for ``rows`` (its
+        ``validation_output_``): adapters that can use it need not predict again.
+        """
 
 
 def part_name(f: int, i: int | None) -> str:
@@ -121,13 +128,19 @@ class Tabular(TaskAdapter):
             rows = rows[np.isin(self.y[rows], self.y[context])]
         return self.X.iloc[rows], self.y[rows]
 
-    def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]:
-        X, model = pipe[:-1].transform(self.X.iloc[rows]), pipe.steps[-1][1]
-        raw_proba = model.predict_proba(X) if self.classes is not None else None
-        if raw_proba is not None and getattr(model, "predicts_argmax_proba", False):
-            pred = model.classes_[np.argmax(raw_proba, axis=1)]  # one pass over the trees
+    def evaluate(
+        self, pipe: Pipeline, rows: Rows, seen: Rows, output: Any = None
+    ) -> tuple[pd.DataFrame, Scores]:
+        model = pipe.steps[-1][1]
+        argmax = getattr(model, "predicts_argmax_proba", False)
+        if output is not None and (self.classes is None or argmax):
+            raw_proba, pred = (output, None) if self.classes is not None else (None, output)
         else:
-            pred = model.predict(X)
+            X = pipe[:-1].transform(self.X.iloc[rows])
+            raw_proba = model.predict_proba(X) if self.classes is not None else None
+            pred = None if raw_proba is not None and argmax else model.predict(X)
+        if pred is None:
+            pred = model.classes_[np.argmax(raw_proba, axis=1)]  # one pass over the trees
         out = pd.DataFrame({"row": rows})
         if self.multi:
             pred = np.asarray(pred).reshape(len(rows), -1)
@@ -176,7 +189,9 @@ class Anomaly(TaskAdapter):
     def inputs(self, rows: Rows, context: Rows | None = None) -> tuple[Any, Any]:
         return self.X.iloc[rows], None  # labels never reach a fit
 
-    def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]:
+    def evaluate(
+        self, pipe: Pipeline, rows: Rows, seen: Rows, output: Any = None
+    ) -> tuple[pd.DataFrame, Scores]:
         score = np.asarray(pipe.score_samples(self.X.iloc[rows]), dtype=np.float64)
         scores = score_predictions(self.spec.metrics, self.labels[rows], None, score, log=self.log)
         return pd.DataFrame({"row": rows, "score": score}), scores

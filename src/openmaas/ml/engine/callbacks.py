@@ -6,8 +6,8 @@
   raise to stop the run (cancellation); the exception propagates unchanged.
 - ``on_fold_done(fold, payload)``: outer fold ``fold`` is finished; ``payload``
   holds everything the run keeps of it (metrics, predictions, curves, models,
-  log). The final model reports as fold :data:`FINAL` (-1), and only when it
-  is refitted (several outer folds; with one outer fold it is fold 0's model).
+  log). Only when more training follows: with several outer folds (the final
+  model is then refitted), not with one (only writing the results follows).
 - ``completed_folds()``: the payloads kept so far. A run restarted with them
   skips those folds and ends with the same result as an uninterrupted one.
 - ``checkpoint(key, epoch, state)`` / ``resume_state(key)``: the epoch (torch)
@@ -17,7 +17,7 @@
   the fit: ``fold_<f>/inner_<i>``, ``fold_<f>/refit``, ``final``. A fit
   resumed from its checkpoint ends as the uninterrupted one.
   Once ``on_fold_done(f, ...)`` has been called, the ``fold_<f>/...``
-  checkpoints are obsolete and may be dropped (``final`` after ``FINAL``).
+  checkpoints are obsolete and may be dropped.
   Checkpoints and payloads belong to one run: hand back only the same job's
   (payloads carry the run's fingerprint and are refused otherwise; torch
   checkpoints check theirs, LightGBM's cannot).
@@ -37,7 +37,7 @@ from openmaas.ml.catalog.base import TrainingCallbacks
 __all__ = ["EVENTS", "FINAL", "RunCallbacks", "fit_callbacks"]
 
 FINAL = -1
-"""The fold number the final model reports under."""
+"""The fold number the final model's progress events carry."""
 
 EVENTS = {
     "fold_start": "fold, folds",

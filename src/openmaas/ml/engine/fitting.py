@@ -97,6 +97,8 @@ class Fit:
     seconds: float
     curve: dict[str, list[float]]
     kept: int | None  # the training length kept (iterative algorithms with a schedule)
+    #: the model's ``validation_output_`` if it predicted every row of ``valid``
+    valid_output: Any = None
 
 
 class Fitter:
@@ -164,7 +166,10 @@ class Fitter:
         self.callbacks.on_progress({**event, "event": "fit_done", "seconds": seconds})
         more = "" if kept is None else f"; kept length {kept}"
         self.log(f"{key}: fitted on {len(rows)} rows in {seconds:.2f} s{more}")
-        return Fit(pipe, seconds, {} if curve is None else dict(curve.values), kept)
+        output = getattr(model, "validation_output_", None)
+        if valid is None or X_valid is None or len(X_valid) != len(valid):
+            output = None  # some validation rows were left out of the fit
+        return Fit(pipe, seconds, {} if curve is None else dict(curve.values), kept, output)
 
     def _log_warnings(self, key: str, caught: list[warnings.WarningMessage]) -> None:
         """One log line per distinct warning a fit raised (a run's warnings are its log's)."""

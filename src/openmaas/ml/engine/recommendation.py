@@ -73,7 +73,9 @@ class Recommendation(TaskAdapter):
     def inputs(self, rows: Rows, context: Rows | None = None) -> tuple[Any, Any]:
         return self.pairs.iloc[rows], None if self.rating is None else self.rating[rows]
 
-    def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]:
+    def evaluate(
+        self, pipe: Pipeline, rows: Rows, seen: Rows, output: Any = None
+    ) -> tuple[pd.DataFrame, Scores]:
         model = pipe.steps[-1][1]
         users = np.unique(self.users[rows[self.relevant[rows]]])
         at = pd.Index(self.item_ids).get_indexer(np.asarray(model.items_))

@@ -43,7 +43,7 @@ validation), ``final`` the final model; non-iterative algorithms have none.
                       "metrics": {name: mean}, "delta": {name: new mean - parent's}}
     fingerprint       SHA-256 of what determines the results (task, splits, data,
                       algorithm, params, seed, parent)
-    resumed_folds     folds restored from completed payloads (FINAL = -1)
+    resumed_folds     folds restored from completed payloads
 """
 
 from __future__ import annotations

@@ -224,13 +224,15 @@ class _Run:
             self._restore(f, done[f]) if f in done else self._fold(f)
             for f in range(self.splits.n_outer)
         ]
-        final, curve = self._final(folds, done.get(FINAL))
+        final, curve = self._final(folds)
         return self._finish(folds, final, curve, start, sorted(done))
 
-    def _evaluate(self, key: str, fit: Fit, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]:
+    def _evaluate(
+        self, key: str, fit: Fit, rows: Rows, seen: Rows, output: Any = None
+    ) -> tuple[pd.DataFrame, Scores]:
         self.where = key
         try:
-            return self.adapter.evaluate(fit.pipe, rows, seen)
+            return self.adapter.evaluate(fit.pipe, rows, seen, output=output)
         finally:
             self.where = ""
 
@@ -243,7 +245,7 @@ class _Run:
         )  # fmt: skip
         if self.cls.warm_start_capable:
             save_pipeline(fit.pipe, self.out_dir / inner_model(f, i))
-        predictions, scores = self._evaluate(key, fit, valid, train)
+        predictions, scores = self._evaluate(key, fit, valid, train, fit.valid_output)
         return fit, tag(predictions, f, "oof", i), scores
 
     def _fold(self, f: int) -> _Outcome:
@@ -274,7 +276,9 @@ class _Run:
         return outcome
 
     def _report(self, f: int, outcome: _Outcome) -> None:
-        if self.keeps_folds:
+        # A payload spares a new attempt the fold's training; with one outer fold only
+        # writing the results follows it, so it would cost more than it can save.
+        if self.keeps_folds and self.splits.n_outer > 1:
             record = {"fingerprint": self.fingerprint, "result": outcome.result.to_dict(),
                       "curves": outcome.curves, "log": outcome.log}  # fmt: skip
             models = [fold_model(f)]
@@ -287,14 +291,10 @@ class _Run:
         event = {"event": "fold_done", "fold": result.fold, "folds": self.splits.n_outer}
         self.callbacks.on_progress({**event, "metrics": result.metrics, "restored": restored})
 
-    def _unpack(self, f: int, payload: bytes) -> tuple[dict[str, Any], pd.DataFrame | None]:
-        what = "the completed final model" if f == FINAL else f"completed fold {f}"
+    def _restore(self, f: int, payload: bytes) -> _Outcome:
+        what = f"completed fold {f}"
         record, predictions = unpack(payload, self.out_dir, fingerprint=self.fingerprint, what=what)
         self.lines += [str(line) for line in record["log"]]
-        return record, predictions
-
-    def _restore(self, f: int, payload: bytes) -> _Outcome:
-        record, predictions = self._unpack(f, payload)
         assert predictions is not None
         result = FoldResult.from_dict(record["result"])
         self.log(f"fold_{f}: restored from a completed fold")
@@ -303,19 +303,15 @@ class _Run:
 
     # -- final model and outputs ---------------------------------------------------------
 
-    def _final(
-        self, folds: list[_Outcome], payload: bytes | None
-    ) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    def _final(self, folds: list[_Outcome]) -> tuple[dict[str, Any], dict[str, list[float]]]:
+        """The final model: fold 0's with one outer fold, else refitted on every row (no
+        payload: only writing the results follows it)."""
         if len(folds) == 1:
             shutil.rmtree(self.out_dir / FINAL_MODEL, ignore_errors=True)
             shutil.copytree(self.out_dir / fold_model(0), self.out_dir / FINAL_MODEL)
             first = folds[0].result
             final = {"source": "fold_0", "rows": first.n_train, "length": first.length}
             return final, folds[0].curves["fold_0"]
-        if payload is not None:
-            record, _ = self._unpack(FINAL, payload)
-            return record["final"], record["curve"]
-        mark = len(self.lines)
         rows = np.arange(self.splits.n_rows)
         length = mean_length([o.result.length for o in folds])
         fit = self.fitter.fit(
@@ -323,12 +319,7 @@ class _Run:
             event={"fold": FINAL, "inner": None}, parent=self._parent_pipe(FINAL_MODEL),
         )  # fmt: skip
         save_pipeline(fit.pipe, self.out_dir / FINAL_MODEL)
-        final = {"source": "refit", "rows": len(rows), "length": length}
-        if self.keeps_folds:
-            record = {"fingerprint": self.fingerprint, "final": final, "curve": fit.curve,
-                      "log": self.lines[mark:]}  # fmt: skip
-            self.callbacks.on_fold_done(FINAL, pack(self.out_dir, record, None, [FINAL_MODEL]))
-        return final, fit.curve
+        return {"source": "refit", "rows": len(rows), "length": length}, fit.curve
 
     def _finish(
         self,

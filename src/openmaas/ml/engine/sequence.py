@@ -117,7 +117,9 @@ class Sequence(TaskAdapter):
             X, y = X[keep], y[keep]
         return X, y
 
-    def evaluate(self, pipe: Pipeline, rows: Rows, seen: Rows) -> tuple[pd.DataFrame, Scores]:
+    def evaluate(
+        self, pipe: Pipeline, rows: Rows, seen: Rows, output: Any = None
+    ) -> tuple[pd.DataFrame, Scores]:
         X, y, target_rows = self._built(self._windows(rows, seen))
         steps = np.tile(np.arange(1, self.horizon + 1, dtype=np.int16), len(X))
         out = pd.DataFrame({"row": target_rows.ravel(), "step": steps})
