@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -135,6 +135,17 @@ class Settings(BaseSettings):
             "torch._dynamo",
         ],
         description="Modules the worker's forkserver imports once, so jobs start fast.",
+    )
+    worker_executor: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where a worker runs its jobs: local processes (forks of a warm "
+        "forkserver), or Ray tasks on a cluster (the `ray` extra) that run them the same "
+        "way on the node Ray picks.",
+    )
+    ray_address: str = Field(
+        default="",
+        description="The Ray cluster of the ray executor (`auto`, `ray://host:10001`); "
+        "empty: a Ray instance private to the worker.",
     )
     job_checkpoint_interval_s: float = Field(
         default=5.0,

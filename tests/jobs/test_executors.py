@@ -1,17 +1,14 @@
-"""The executor interface: the contract suite on the local executor, and the stubs."""
+"""The executor interface: the contract suite on the local executor (Ray's: test_ray_executor)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
 
 from openmaas.config import Settings
-from openmaas.errors import Unavailable
 from openmaas.jobs.executors.base import Executor, Handle, Status
 from openmaas.jobs.executors.local import LocalExecutor, default_memory_limit_mb, process_tree
-from openmaas.jobs.executors.ray import RayExecutor
 from openmaas.jobs.queue import Claim
 from openmaas.testing.jobs import ExecutorSuite
 
@@ -31,14 +28,6 @@ class HalfExecutor(Executor):
 def test_a_half_implemented_executor_cannot_be_made() -> None:
     with pytest.raises(TypeError, match=r"abstract method '?kill"):
         HalfExecutor()  # type: ignore[abstract]
-
-
-@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
-def test_ray_executor_names_the_extra_to_install() -> None:
-    with pytest.raises(
-        Unavailable, match=r"the Ray executor needs Ray: pip install 'openmaas\[ray\]'"
-    ):
-        RayExecutor()
 
 
 def test_local_helpers() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -66,6 +66,14 @@ def worker(
         str | None,
         typer.Option(help="This worker's name in logs and jobs. (default: host-pid-random)"),
     ] = None,
+    executor: Annotated[
+        Literal["local", "ray"] | None,
+        typer.Option(
+            help="Run jobs as local processes, or as Ray tasks on a cluster "
+            "($OPENMAAS_RAY_ADDRESS; needs the ray extra). "
+            "(default: $OPENMAAS_WORKER_EXECUTOR, else local)",
+        ),
+    ] = None,
     drain: Annotated[
         float,
         typer.Option(
@@ -93,5 +101,6 @@ def worker(
         modules=modules,
         memory_limit_mb=memory_mb,
         drain_s=drain,
+        executor=executor,
     )
     raise typer.Exit(code)

@@ -23,17 +23,19 @@ def run_worker(
     preload: Sequence[str] | None = None,
     drain_s: float = 0.0,
     builtin_kinds: bool = True,
+    executor: str | None = None,
 ) -> int:
     """Serve jobs until ``SIGTERM``/``SIGINT``; returns the process exit code (0).
 
     ``modules`` register extra job kinds, besides the platform's own
     (``kinds.KIND_MODULES``, unless ``builtin_kinds`` is false); all are
     preloaded into the forkserver. ``kinds`` restricts the worker to some of
-    the registered ones. Unset options come from ``settings`` (``OPENMAAS_WORKER_*``). The
-    database schema must be current (``openmaas db upgrade``).
+    the registered ones. ``executor`` is ``local`` or ``ray``. Unset options come from
+    ``settings`` (``OPENMAAS_WORKER_*``). The database schema must be current
+    (``openmaas db upgrade``).
     """
     from openmaas.domain.context import Platform
-    from openmaas.jobs.executors.local import LocalExecutor
+    from openmaas.jobs.executors import make_executor
     from openmaas.jobs.worker import Worker
 
     if not logging.getLogger().handlers:
@@ -51,7 +53,7 @@ def run_worker(
         lease_s=lease_s,
         heartbeat_s=heartbeat_s,
         memory_limit_mb=memory_limit_mb,
-        executor=LocalExecutor(settings, preload=preload),
+        executor=make_executor(settings, executor, preload=preload),
         drain_s=drain_s,
     )
     try:

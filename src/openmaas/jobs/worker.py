@@ -142,9 +142,9 @@ class Worker:
             memory_limit_mb = default_memory_limit_mb(self.concurrency)
         self.memory_limit_mb = memory_limit_mb or None  # 0: no limit
         if executor is None:
-            from openmaas.jobs.executors.local import LocalExecutor
+            from openmaas.jobs.executors import make_executor
 
-            executor = LocalExecutor(s)
+            executor = make_executor(s)
         self.executor = executor
         self.drain_s = drain_s
         self.tick_s = tick_s
