@@ -45,6 +45,7 @@ EXTRA = "openmaas[ray]"
 #: Exit code of an attempt whose Ray task failed (its node or process died).
 EXIT_TASK_FAILED = 70
 KILL_WAIT_S = 30.0
+MAILBOX_WAIT_S = 5.0
 #: Seconds between two looks of a supervisor at its attempt.
 SUPERVISE_TICK_S = 0.05
 _MEMORY_REPORT_S = 1.0
@@ -65,14 +66,6 @@ def _ray() -> Any:
 # On the node ----------------------------------------------------------------------------------
 
 
-def _node_executor(settings: Settings, preload: list[str], threads: int, check_s: float) -> Any:
-    """A local executor for this Ray worker process; its forkserver, one per process,
-    stays warm for the next attempt Ray runs here."""
-    from openmaas.jobs.executors.local import LocalExecutor
-
-    return LocalExecutor(settings, preload=preload, threads=threads, memory_check_s=check_s)
-
-
 def _supervise(
     settings: Settings,
     claim: Claim,
@@ -81,8 +74,17 @@ def _supervise(
     options: dict[str, Any],
     mailbox: Any,
 ) -> dict[str, Any]:
-    """The Ray task of one attempt: run it with the local executor; its final status."""
-    executor = _node_executor(settings, **options)
+    """The Ray task of one attempt: run it with the local executor; its final status.
+
+    The forkserver behind the local executor is one per process: it stays warm in this
+    Ray worker process for the next attempt Ray runs here.
+    """
+    from openmaas.jobs.executors.local import LocalExecutor
+
+    executor = LocalExecutor(
+        settings, preload=options["preload"], threads=options["threads"],
+        memory_check_s=options["check_s"],
+    )  # fmt: skip
     handle = executor.start(claim, handler_ref, memory_limit_mb)
     key = _key(claim)
     reported = 0.0
@@ -192,7 +194,7 @@ class RayExecutor(Executor):
         h = _ray_handle(handle)
         if h.final is not None:
             return dataclasses.replace(h.final, progress=None)
-        news = self.ray.get(self._mailbox.take.remote(_key(h.claim))) or {}
+        news = self._news(h)
         h.memory_mb = news.get("memory_mb", h.memory_mb)
         h.peak_memory_mb = news.get("peak_memory_mb", h.peak_memory_mb)
         done, _ = self.ray.wait([h.ref], timeout=0)
@@ -202,6 +204,7 @@ class RayExecutor(Executor):
                 peak_memory_mb=h.peak_memory_mb,
             )  # fmt: skip
         h.final = self._ended(h)
+        self._mailbox.take.remote(_key(h.claim))  # what was posted after the last look
         if h.final.progress is None and news.get("progress") is not None:
             return dataclasses.replace(h.final, progress=news["progress"])
         return h.final
@@ -220,6 +223,16 @@ class RayExecutor(Executor):
             running=False, exit_code=-int(signal.SIGKILL), memory_mb=h.memory_mb,
             peak_memory_mb=h.peak_memory_mb,
         )  # fmt: skip
+
+    def _news(self, h: RayHandle) -> dict[str, Any]:
+        """What the supervisor posted since the last poll ({} if the mailbox is unreachable:
+        progress is a report, not state)."""
+        try:
+            news = self.ray.get(self._mailbox.take.remote(_key(h.claim)), timeout=MAILBOX_WAIT_S)
+        except self.ray.exceptions.RayError as e:
+            log.warning("job %s: no progress from Ray: %s", h.claim.job_id, e)
+            return {}
+        return news or {}
 
     def _ended(self, h: RayHandle) -> Status:
         """The supervisor's final status; if the task itself failed (its node or process
