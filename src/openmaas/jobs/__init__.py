@@ -2,6 +2,6 @@
 
 ``queue`` holds the fenced state machine over the ``jobs`` table, ``worker``
 the loop that claims, starts, heartbeats and settles attempts, ``executors``
-where attempts run (a local forkserver now, Ray later) and ``runner`` the code
-every attempt runs, whichever executor started it.
+where attempts run (forks of a local forkserver, or Ray tasks on a cluster)
+and ``runner`` the code every attempt runs, whichever executor started it.
 """
