@@ -151,6 +151,22 @@ def test_progress_shows_folds_and_epochs() -> None:
         assert folds.description == "run 7 dnn: failed"
 
 
+def test_progress_of_a_run_that_ended_before_any_report() -> None:
+    """A run shorter than a heartbeat never reports progress: the bar still ends full."""
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with Progress(console=console, auto_refresh=False) as bar:
+        show = RunProgress(bar, RunRecord({"id": 7, "algorithm": "linear", "state": "queued"}))
+        metrics = {"accuracy": {"mean": 0.9, "std": 0.01, "folds": [0.89, 0.91]}}
+        show(RunRecord({"id": 7, "algorithm": "linear", "state": "succeeded", "progress": {},
+                        "metrics": metrics}))  # fmt: skip
+        folds = bar.tasks[0]
+        assert (folds.description, folds.completed, folds.total) == (
+            "run 7 linear: succeeded",
+            2,
+            2,
+        )
+
+
 def request_errors(run: Run, wine: str) -> None:
     """Bad requests exit 1 with the server's message, queue nothing and show no traceback."""
     before = len(run_json(run, "run", "list"))

@@ -216,6 +216,9 @@ class RunProgress:
         elif isinstance(fold, int):
             done = fold if fold >= 0 else self.n_folds  # -1: the final refit, after all folds
         if run.state == "succeeded" or p.get("event") == "run_done":
+            if self.n_folds is None:  # ended before a progress report came by
+                folds = next(iter((run.metrics or {}).values()), {}).get("folds")
+                self.n_folds = len(folds) if isinstance(folds, list) else None
             done = self.n_folds
         if run.state == "queued":
             text = "queued, waiting for a worker"
