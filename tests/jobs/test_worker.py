@@ -173,6 +173,18 @@ def test_progress_and_memory_reach_the_job_row(
     assert row.progress["peak_memory_mb"] > 0
 
 
+def test_new_progress_reaches_the_job_row_within_a_second_between_heartbeats(
+    platform: Platform, make_worker: Callable[..., Worker]
+) -> None:
+    """Those who follow a job (``run create --wait``) see it move about once a second,
+    though heartbeats come every 5 s."""
+    job_id = add_job(platform, "test.epochs", {"epochs": 12, "epoch_s": 0.25})
+    with in_background(make_worker(lease_s=30, heartbeat_s=5)):
+        wait_for(lambda: (job(platform, job_id).progress or {}).get("epoch", 0) >= 1, timeout=10)
+        first = job(platform, job_id).progress["epoch"]
+        wait_for(lambda: job(platform, job_id).progress["epoch"] >= first + 2, timeout=2.5)
+
+
 def test_worker_settings_are_checked(platform: Platform, executor: LocalExecutor) -> None:
     with pytest.raises(InvalidInput, match=r"heartbeat_s \(20\) must be positive and at most half"):
         Worker(platform, kinds=["test.noop"], lease_s=30, heartbeat_s=20, executor=executor)

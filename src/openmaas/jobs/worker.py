@@ -10,7 +10,9 @@ executor (a local forkserver child by default). Per tick it
    its limit, and the worker fails the job with ``memory_limit``; the limit is
    the worker's, or the job's own ``memory_limit_mb`` payload entry if lower),
    exit;
-4. heartbeats every ``heartbeat_s``, extending the lease. A heartbeat that
+4. heartbeats every ``heartbeat_s``, extending the lease, and sooner (at most
+   every ``PROGRESS_S``) when the attempt reported new progress, so those who
+   follow a job see it move about once a second. A heartbeat that
    finds the attempt stale (``alive=False``: say this worker was frozen past
    its lease and the job was re-queued and claimed elsewhere) kills the
    attempt at once; the attempt's own writes are fenced, so nothing it
@@ -58,6 +60,8 @@ from openmaas.store.metadata.tables import Job
 
 log = logging.getLogger("openmaas.jobs")
 _DB_ERRORS = (SQLAlchemyError, StoreError)
+#: Fewest seconds between two heartbeats that carry new progress (a row update each).
+PROGRESS_S = 1.0
 
 
 def default_worker_id() -> str:
@@ -82,6 +86,8 @@ class _Attempt:
     next_heartbeat: float
     last_heartbeat_ok: float
     progress: dict[str, Any] | None = None
+    progress_new: bool = False  # progress reported since the last heartbeat
+    beat_at: float = 0.0  # when the last heartbeat was tried
     status: Status | None = None
     own_limit: bool = False  # the job's memory_limit_mb is the limit enforced
 
@@ -275,15 +281,16 @@ class Worker:
         status = self.executor.poll(a.handle)
         a.status = status
         if status.progress is not None:
-            a.progress = status.progress
+            a.progress, a.progress_new = status.progress, True
+        now = time.monotonic()
         if not status.running:
             self._running.remove(a)
             self._settle(a, status)
-        elif time.monotonic() >= a.next_heartbeat:
+        elif now >= a.next_heartbeat or (a.progress_new and now - a.beat_at >= PROGRESS_S):
             self._heartbeat(a)
 
     def _heartbeat(self, a: _Attempt) -> None:
-        now = time.monotonic()
+        now = a.beat_at = time.monotonic()
         progress = dict(a.progress or {})
         if a.status is not None and a.status.memory_mb is not None:
             progress["memory_mb"] = round(a.status.memory_mb, 1)
@@ -299,6 +306,7 @@ class Worker:
             self._drop(a)
             return
         a.last_heartbeat_ok, a.next_heartbeat = now, now + self.heartbeat_s
+        a.progress_new = False
         if not beat.alive:
             log.warning(
                 "job %s attempt %s no longer owns its job (it finished, or the job was "
