@@ -183,6 +183,8 @@ def request_errors(run: Run, wine: str) -> None:
     assert "'oops' is not NAME=VALUE" in result.stderr
     result = run("run", "create", "--task", "999999", "--algo", "linear", code=1)
     assert result.stderr == "error: task not found (not_found)\n"
+    result = run("run", "create", "--task", "no-such-task", "--algo", "linear", code=1)
+    assert result.stderr.startswith("error: task 'no-such-task' not found")
     assert len(run_json(run, "run", "list")) == before
 
 
@@ -206,8 +208,8 @@ def test_create_train_inspect_rank_and_delete(
     shown = run("run", "show", str(limited["id"])).stdout
     assert "4096 MB" in shown and "divergence retries" in shown
     run("run", "delete", str(limited["id"]), "--yes")
-    out = run("run", "create", "--task", wine, "--algo", "linear").stdout
-    assert out.startswith("Queued run ") and "(linear on task " in out
+    out = run("run", "create", "--task", "wine", "--algo", "linear").stdout  # by name
+    assert out.startswith("Queued run ") and f"(linear on task {wine}, wine)" in out
     assert "follow it with `openmaas run logs -f" in out
     queued = run_json(run, "run", "create", "--task", wine, "--algo", "linear")
     assert run("run", "cancel", str(queued["id"])).stdout == f"Cancelled run {queued['id']}\n"

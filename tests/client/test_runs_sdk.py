@@ -114,6 +114,27 @@ def test_create_wait_rank_and_read_results(
     assert [e.run_id for e in admin.runs.leaderboard(task)] == [linear.id]
 
 
+def test_tasks_are_found_by_name(admin: Client, demo: dict[str, Task]) -> None:
+    wine = demo["wine"]
+    assert admin.tasks.resolve("wine") == wine.id == admin.tasks.resolve("demo/benchmarks/wine")
+    assert admin.tasks.resolve(f"wine@{wine.version}") == admin.tasks.resolve(str(wine.id))
+    assert admin.tasks.get("wine").id == wine.id
+    assert admin.runs.create("demo/benchmarks/wine", "linear").task_id == wine.id
+    assert admin.runs.leaderboard("wine").task_id == wine.id
+    with pytest.raises(NotFound, match=r"^task 'wine@9' not found$"):
+        admin.tasks.resolve("wine@9")
+    with pytest.raises(InvalidInput, match=r"^invalid task 'benchmarks/wine': use an id, NAME"):
+        admin.tasks.resolve("benchmarks/wine")
+
+    project = admin.projects.create("demo", "elsewhere")
+    frame = pd.DataFrame({"x": range(40), "y": [0, 1] * 20})
+    dataset = admin.datasets.upload(project, frame, name="other", target="y")
+    other = admin.tasks.create(project, "wine", dataset, type="binary", target="y")
+    with pytest.raises(InvalidInput, match=r"^task name 'wine' is in 2 projects \(ids "):
+        admin.tasks.resolve("wine")
+    assert admin.tasks.resolve("demo/elsewhere/wine") == other.id
+
+
 def test_failed_and_cancelled_runs_raise_run_failed(
     platform: Platform, admin: Client, demo: dict[str, Task]
 ) -> None:

@@ -37,9 +37,10 @@ def compress(
         str, typer.Option(help="The student of --distill: lightgbm or mlp.")
     ] = "lightgbm",
     task: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            "--task", help="Task id to evaluate on (and distill from) when the version has none."
+            "--task",
+            help="Task (id or name) to evaluate on (and distill from) when the version has none.",
         ),
     ] = None,
     wait_: Annotated[bool, typer.Option("--wait", "-w", help="Wait and show the report.")] = False,
@@ -52,9 +53,10 @@ def compress(
         raise InvalidInput("give one of --onnx, --quantize, --distill")
     kind = chosen[0]
     params: dict[str, Any] = {"student": student} if kind == "distill" else {}
+    c = client(ctx)
     if task is not None:
-        params["task_id"] = task
-    job = client(ctx).models.transform(ref, kind, **params)
+        params["task_id"] = c.tasks.resolve(task)
+    job = c.models.transform(ref, kind, **params)
     if not wait_:
         if json:
             output.emit_json(job)

@@ -31,7 +31,8 @@ app = typer.Typer(
 
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 RunId = Annotated[int, typer.Argument(metavar="ID", help="Run id.", show_default=False)]
-TaskId = Annotated[int, typer.Argument(metavar="TASK", help="Task id.", show_default=False)]
+TASK_HELP = "Task id, name (its newest version) or ORG/PROJECT/NAME; NAME@VERSION for another."
+TaskId = Annotated[str, typer.Argument(metavar="TASK", help=TASK_HELP, show_default=False)]
 PARAMS_WIDTH = 48
 
 
@@ -282,7 +283,7 @@ def wait(c: Client, run: Run, *, json: bool) -> Run:
 @app.command("create")
 def create(
     ctx: typer.Context,
-    task: Annotated[int, typer.Option("--task", "-t", help="Task id.", show_default=False)],
+    task: Annotated[str, typer.Option("--task", "-t", help=TASK_HELP, show_default=False)],
     algo: Annotated[
         str,
         typer.Option("--algo", "-a", help="Algorithm (`openmaas algo list`).", show_default=False),
@@ -413,7 +414,7 @@ RUN_COLUMNS: list[output.Column] = [
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    task: Annotated[int | None, typer.Option("--task", "-t", help="Task id.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help=TASK_HELP)] = None,
     project: Annotated[str | None, typer.Option(help="Project id or ORG/NAME.")] = None,
     algo: Annotated[str | None, typer.Option("--algo", "-a", help="Algorithm.")] = None,
     state: Annotated[State | None, typer.Option(help="State.")] = None,

@@ -24,7 +24,14 @@ app = typer.Typer(
 TaskType = Literal[
     "binary", "multiclass", "regression", "multitarget", "anomaly", "recommendation", "sequence"
 ]
-TaskId = Annotated[int, typer.Argument(metavar="ID", help="Task id.", show_default=False)]
+TaskId = Annotated[
+    str,
+    typer.Argument(
+        metavar="TASK",
+        help="Task id, name (its newest version) or ORG/PROJECT/NAME; NAME@VERSION for another.",
+        show_default=False,
+    ),
+]
 DatasetVersion = Annotated[
     str, typer.Option("--dataset-version", help="Dataset version number or 'latest'.")
 ]
@@ -366,5 +373,5 @@ def delete(ctx: typer.Context, task_id: TaskId, yes: Yes = False) -> None:
     task = c.tasks.get(task_id)
     if not yes:
         typer.confirm(f"Delete task {task.id} ({task.name} v{task.version})?", abort=True, err=True)
-    c.tasks.delete(task_id)
+    c.tasks.delete(task)
     output.success(f"Deleted task {task.id} ({task.name} v{task.version})")

@@ -67,7 +67,7 @@ class Client:
         self.tokens = Tokens(self._http)
         self.users = Users(self._http)
         self.algorithms = Algorithms(self._http)
-        self.runs = Runs(self._http, self.projects)
+        self.runs = Runs(self._http, self.projects, self.tasks)
         self.endpoints = Endpoints(self._http, self.projects)
         self.models = Models(self._http, self.projects)
         self.scoring = Scoring(self._http, self.models)

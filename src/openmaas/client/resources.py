@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 ProjectRef = int | str | Project
 DatasetRef = int | Dataset
-TaskRef = int | Task
+TaskRef = int | str | Task
+"""A task: its id, a :class:`Task`, or a name (see :meth:`Tasks.resolve`)."""
+PAGE_MAX = 1000  # the most a page holds (the server refuses more)
 
 _SUFFIXES = {
     ".csv": "csv",
@@ -427,26 +429,60 @@ class Tasks:
         task._http = self._http  # for task.evaluate(estimator)
         return task
 
+    def resolve(self, task: TaskRef) -> int:
+        """A task id from an id, a :class:`Task` or a name: ``NAME`` (the task of that
+        name you can read; its newest version) or ``ORG/PROJECT/NAME``, either with
+        ``@VERSION`` for another version. A name in several projects is refused: say
+        which project."""
+        if isinstance(task, Task | int):
+            return _id(task)
+        text = str(task).strip()
+        if text.isdigit():
+            return int(text)
+        name, at, version = text.partition("@")
+        parts = name.split("/")
+        if len(parts) not in (1, 3) or not all(parts) or (at and not version.isdigit()):
+            raise InvalidInput(
+                f"invalid task {task!r}: use an id, NAME or ORG/PROJECT/NAME, "
+                "optionally with @VERSION"
+            )
+        project = self._projects.resolve("/".join(parts[:2])) if len(parts) == 3 else None
+        found = [
+            t
+            for t in self.list(project=project, name=parts[-1], limit=PAGE_MAX)
+            if not at or t.version == int(version)
+        ]
+        if not found:
+            raise NotFound(f"task {task!r} not found")
+        projects = sorted({int(t.project_id) for t in found})
+        if len(projects) > 1:
+            raise InvalidInput(
+                f"task name {parts[-1]!r} is in {len(projects)} projects (ids "
+                f"{', '.join(map(str, projects))}): use ORG/PROJECT/{parts[-1]} or the task id"
+            )
+        return int(max(found, key=lambda t: int(t.version)).id)
+
     def get(self, task: TaskRef) -> Task:
-        return self._bind(Task(self._http.get(f"/tasks/{_id(task)}")))
+        return self._bind(Task(self._http.get(f"/tasks/{self.resolve(task)}")))
 
     def update(self, task: TaskRef, **fields: Any) -> Task:
-        return self._bind(Task(self._http.patch(f"/tasks/{_id(task)}", json=fields)))
+        return self._bind(Task(self._http.patch(f"/tasks/{self.resolve(task)}", json=fields)))
 
     def delete(self, task: TaskRef) -> None:
-        self._http.delete(f"/tasks/{_id(task)}")
+        self._http.delete(f"/tasks/{self.resolve(task)}")
 
     def rebase(self, task: TaskRef, dataset_version: int | str = "latest") -> Task:
         """A new version of the task on a newer dataset version; old rows keep their folds."""
         body = {"dataset_version": dataset_version}
-        return self._bind(Task(self._http.post(f"/tasks/{_id(task)}/rebase", json=body)))
+        path = f"/tasks/{self.resolve(task)}/rebase"
+        return self._bind(Task(self._http.post(path, json=body)))
 
     def splits(self, task: TaskRef) -> pd.DataFrame:
         """The stored fold of every row: ``row``, ``outer``, ``inner_0`` ... (-1: none)."""
         import pandas as pd
 
         buf = io.BytesIO()
-        self._http.download(f"/tasks/{_id(task)}/splits", buf, {})
+        self._http.download(f"/tasks/{self.resolve(task)}/splits", buf, {})
         buf.seek(0)
         return pd.read_parquet(buf)
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from openmaas.client import tracking
 from openmaas.client._http import Http, Progress, q
 from openmaas.client._poll import poll_until_done
-from openmaas.client.models import Algorithm, Leaderboard, Page, Record, Run, Task
+from openmaas.client.models import Algorithm, Leaderboard, Page, Record, Run
 from openmaas.client.models import record_id as _id
-from openmaas.client.resources import Projects
+from openmaas.client.resources import Projects, TaskRef, Tasks
 from openmaas.client.tracking import ActiveRun
 from openmaas.errors import OpenMaaSError
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from openmaas.client.resources import ProjectRef
 
-TaskRef = int | Task
 RunRef = int | Run
 PREDICTIONS = "predictions.parquet"
 LOG_PAGE = 1000
@@ -79,9 +78,18 @@ class Algorithms:
 class Runs:
     """Training runs on tasks, their logs, metrics and files, and task leaderboards."""
 
-    def __init__(self, http: Http, projects: Projects | None = None) -> None:
+    def __init__(
+        self, http: Http, projects: Projects | None = None, tasks: Tasks | None = None
+    ) -> None:
         self._http = http
         self._projects = projects or Projects(http)
+        self._tasks = tasks
+
+    def task_id(self, task: TaskRef) -> int:
+        """``task``'s id (names resolved as :meth:`Tasks.resolve` does)."""
+        if self._tasks is None:
+            return _id(task)  # type: ignore[arg-type]
+        return self._tasks.resolve(task)
 
     def _run(self, data: dict[str, Any]) -> Run:
         return Run(data, self)
@@ -118,7 +126,7 @@ class Runs:
             "memory_limit_mb": memory_limit_mb,
             "divergence_retries": divergence_retries,
         }
-        return self._run(self._http.post(f"/tasks/{_id(task)}/runs", json=body))
+        return self._run(self._http.post(f"/tasks/{self.task_id(task)}/runs", json=body))
 
     def get(self, run: RunRef) -> Run:
         return self._run(self._http.get(f"/runs/{_id(run)}"))
@@ -136,7 +144,7 @@ class Runs:
         """Runs you can read, newest first."""
         data = self._http.get(
             "/runs",
-            task_id=None if task is None else _id(task),
+            task_id=None if task is None else self.task_id(task),
             project_id=None if project is None else self._projects.resolve(project),
             algorithm=algorithm,
             state=state,
@@ -272,7 +280,7 @@ class Runs:
         contributor's organisation) or ``kind`` (``platform``, ``external``, ``logged``).
         """
         data = self._http.get(
-            f"/tasks/{_id(task)}/leaderboard",
+            f"/tasks/{self.task_id(task)}/leaderboard",
             algorithm=algorithm,
             contributor=contributor,
             org=org,

@@ -49,18 +49,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from openmaas.client import Client
+    from openmaas.client.resources import TaskRef
     from openmaas.client.runs import Runs
 
 __all__ = ["ActiveRun", "cross_predict", "evaluate", "start", "submit_predictions"]
 
-TaskRef = int | Task
 SUPPORTED_TYPES = ("binary", "multiclass", "regression", "multitarget", "anomaly")
 MAX_PARAMS_CHARS = 16_000  # sent in the query string
 _SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-def _task_id(task: TaskRef) -> int:
-    return task if isinstance(task, int) else int(task.id)
 
 
 def _send_predictions(
@@ -103,7 +99,7 @@ def submit_predictions(
         "description": description,
         "params": _params_json(params or {}),
     }
-    path = f"/tasks/{_task_id(task)}/runs/external"
+    path = f"/tasks/{runs.task_id(task)}/runs/external"
     return runs._run(_send_predictions(runs._http, path, predictions, query, format))
 
 
@@ -120,7 +116,8 @@ def start(
 ) -> ActiveRun:
     """Start a logged run on ``task``; use it as a context manager (see the module)."""
     body = {"name": name, "algorithm": algorithm, "params": _json_params(params or {})}
-    return ActiveRun(runs, runs._http.post(f"/tasks/{_task_id(task)}/runs/logged", json=body))
+    path = f"/tasks/{runs.task_id(task)}/runs/logged"
+    return ActiveRun(runs, runs._http.post(path, json=body))
 
 
 class ActiveRun:
@@ -239,7 +236,8 @@ def evaluate(
     client: Client, task: TaskRef, estimator: Any, *, name: str = "", description: str = ""
 ) -> Run:
     """Fit ``estimator`` on each outer fold here; upload its predictions as an external run."""
-    return evaluate_with(client._http, task, estimator, name=name, description=description)
+    record = task if isinstance(task, Task) else client.tasks.get(task)
+    return evaluate_with(client._http, record, estimator, name=name, description=description)
 
 
 def evaluate_with(
