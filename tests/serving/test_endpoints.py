@@ -223,9 +223,44 @@ def test_consumers_call_with_predict_tokens_and_are_rate_limited(http, svc, admi
     http.app.state.serving.flush()
     usage = http.get("/api/v1/endpoints/cancer/usage", headers=auth).json()
     cleo = next(u for u in usage if u["consumer"] == "cleo")
-    assert (cleo["requests"], cleo["rows"], cleo["errors"]) == (8, 5, 3)
+    assert (cleo["requests"], cleo["rows"], cleo["errors"], cleo["limited"]) == (8, 5, 3, 3)
     r = http.get("/api/v1/endpoints/cancer/usage", headers=_auth(token))
     assert r.status_code == 404  # consumers do not see the endpoint's books
+
+
+def test_replicas_share_a_consumer_s_rate_limit(http, svc, platform) -> None:
+    """Each replica pays for what the others admitted (a sync later): together they admit
+    the consumer's limit, not a limit each."""
+    from openmaas.serving.runtime import ServingRuntime
+
+    _create(http, svc, audience="consumers")
+    token = svc["client"]._http.post("/tokens", json={"name": "t", "scopes": ["predict"]})["token"]
+    r = http.put(
+        "/api/v1/endpoints/cancer/consumers/clinic",
+        json={"rate_per_minute": 10},
+        headers=_auth(svc["owner"].token),
+    )
+    assert r.status_code == 200, r.text
+    a, b = http.app.state.serving, ServingRuntime(platform)
+    b.sync()
+    body = {"data": [[0.0] * 30]}
+
+    def on_b() -> int:
+        return b.predict("cancer", f"Bearer {token}", orjson.dumps(body)).status
+
+    try:
+        assert on_b() == 200 and _predict(http, token, body).status_code == 200  # 9 left each
+        a.flush(), b.flush()  # both know the totals from here on
+        assert [_predict(http, token, body).status_code for _ in range(6)] == [200] * 6
+        a.flush(), b.flush()  # a pays for b's first (2 left), b for a's six (3 left)
+        assert [on_b() for _ in range(5)] == [200, 200, 200, 429, 429]
+        b.flush(), a.flush()  # a pays for b's three: it owes one
+        assert _predict(http, token, body).status_code == 429
+        usage = http.get("/api/v1/endpoints/cancer/usage", headers=_auth(svc["owner"].token))
+        cleo = next(u for u in usage.json() if u["consumer"] == "cleo")
+        assert (cleo["requests"], cleo["limited"]) == (13, 2)  # a's last is not synced yet
+    finally:
+        b.stop()
 
 
 def test_a_revoked_token_stops_working_within_seconds(http, svc) -> None:

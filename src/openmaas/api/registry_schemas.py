@@ -194,6 +194,7 @@ class UsageOut(Out):
     requests: int
     rows: int
     errors: int
+    limited: int  # of the requests, refused by the rate limit (429; counted in errors)
 
 
 class StatOut(Out):

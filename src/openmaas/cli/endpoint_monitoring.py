@@ -20,6 +20,7 @@ USAGE_COLUMNS: list[output.Column] = [
     ("requests", "requests"),
     ("rows", "rows"),
     ("errors", "errors"),
+    ("rate limited", "limited"),
 ]
 
 
@@ -29,7 +30,8 @@ def usage(
     days: Annotated[int, typer.Option(min=1, max=366, help="Days back.")] = 30,
     json: Json = False,
 ) -> None:
-    """Requests, rows and errors per consumer per day (endpoint maintainers)."""
+    """Requests, rows, errors and rate-limited requests per consumer per day (endpoint
+    maintainers)."""
     rows = client(ctx).endpoints.usage(name, days=days)
     if json:
         output.emit_json(rows)

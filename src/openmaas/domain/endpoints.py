@@ -19,6 +19,7 @@ consumer organisations, or anyone when the audience is ``public``.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -449,9 +450,17 @@ def remove_consumer(ctx: Ctx, name: str, org: str) -> EndpointView:
 
 
 def add_usage(
-    s: Session, endpoint_id: int, day: str, consumer: str, requests: int, rows: int, errors: int
+    s: Session,
+    endpoint_id: int,
+    day: str,
+    consumer: str,
+    requests: int,
+    rows: int,
+    errors: int,
+    limited: int = 0,
 ) -> None:
-    """Add to a consumer's counters of a day (replicas each sync, scoring jobs at the end)."""
+    """Add to a consumer's counters of a day (replicas each sync, scoring jobs at the end);
+    ``limited`` of the requests were refused by the rate limit."""
     consumer = consumer[:80]
     changed = s.execute(
         sql_update(EndpointUsage)
@@ -464,11 +473,31 @@ def add_usage(
             requests=EndpointUsage.requests + requests,
             rows=EndpointUsage.rows + rows,
             errors=EndpointUsage.errors + errors,
+            limited=EndpointUsage.limited + limited,
         )
     ).rowcount  # type: ignore[attr-defined]
     if not changed:
         s.add(EndpointUsage(endpoint_id=endpoint_id, day=day, consumer=consumer,
-                            requests=requests, rows=rows, errors=errors))  # fmt: skip
+                            requests=requests, rows=rows, errors=errors,
+                            limited=limited))  # fmt: skip
+
+
+def admitted(s: Session, keys: Collection[tuple[int, str, str]]) -> dict[tuple[int, str, str], int]:
+    """Requests admitted so far (``requests - limited``) per ``(endpoint_id, day,
+    consumer)`` of ``keys``, over every replica: what replicas share a rate limit by."""
+    if not keys:
+        return {}
+    rows = s.execute(
+        select(EndpointUsage.endpoint_id, EndpointUsage.day, EndpointUsage.consumer,
+               EndpointUsage.requests - EndpointUsage.limited)
+        .where(
+            EndpointUsage.endpoint_id.in_({k[0] for k in keys}),
+            EndpointUsage.day.in_({k[1] for k in keys}),
+            EndpointUsage.consumer.in_({k[2] for k in keys}),
+        )
+    )  # fmt: skip
+    wanted = set(keys)
+    return {(e, d, c): int(n) for e, d, c, n in rows if (e, d, c) in wanted}
 
 
 def usage_day(at: datetime | None = None) -> str:

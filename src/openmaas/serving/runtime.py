@@ -11,7 +11,10 @@ never fails a request) and adds this replica's counters to the store's.
 The sync thread re-checks every cached token each period in one query, so a
 revoked token stops working on every replica within one sync period; unknown
 tokens are remembered as such for ``serving_token_ttl_s`` seconds.
-Rate limits are token buckets per consumer, per replica.
+Rate limits are token buckets per consumer in each replica, shared: each sync
+reads back how many requests every replica admitted (``requests - limited`` in
+the usage table) and takes from each bucket what the others admitted since the
+last sync.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import orjson
 from sqlalchemy import select
 
 from openmaas.domain.context import Platform
-from openmaas.domain.endpoints import add_usage, usage_day
+from openmaas.domain.endpoints import add_usage, admitted, usage_day
 from openmaas.domain.identity import principals_by_hash, resolve_token, token_hash
 from openmaas.domain.models import materialize
 from openmaas.domain.monitoring import merge_monitor, readable_endpoints
@@ -64,6 +67,8 @@ log = logging.getLogger("openmaas.serving")
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 MAX_LOGGED_BODY = 64 * 1024
 MAX_LOGGED_PER_SYNC = 20
+#: Seconds after which an unused rate-limit bucket is dropped: it would have refilled.
+BUCKET_IDLE_S = 120.0
 
 
 @dataclass
@@ -117,9 +122,13 @@ class ServingRuntime:
         # Authorization header -> (principal or None if refused, checked at, token hash)
         self._tokens: dict[str, tuple[Principal | None, float, str]] = {}
         self._decisions: dict[tuple[int, int], tuple[Deployment, Principal, int | None]] = {}
+        # (deployment id, consumer) -> [tokens, refilled at, limit per minute]
         self._buckets: dict[tuple[int, str], list[float]] = {}
         self._lock = threading.Lock()
-        self._usage: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        # (endpoint id, day, consumer) -> [requests, rows, errors, rate limited]
+        self._usage: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        # the same key -> requests admitted over every replica, as of the last sync
+        self._admitted: dict[tuple[int, str, str], int] = {}
         self._stats: dict[tuple[int, int, datetime], dict[str, Any]] = {}
         self._records: list[EndpointRecord] = []
         self._rng = np.random.default_rng()
@@ -338,7 +347,8 @@ class ServingRuntime:
         key = (d.id, consumer)
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = [float(limit), now]
+            bucket = self._buckets[key] = [float(limit), now, float(limit)]
+        bucket[2] = float(limit)
         rate = limit / 60.0
         bucket[0] = min(float(limit), bucket[0] + (now - bucket[1]) * rate)
         bucket[1] = now
@@ -410,7 +420,7 @@ class ServingRuntime:
             else:
                 X = inputs.to_frame(obj, d.signature, d.max_rows)
         except OpenMaaSError as e:
-            self._account(d, 0, consumer, 0, start, error=True)
+            self._account(d, 0, consumer, 0, start, error=True, limited=type(e) is RateLimited)
             return _error(e)
         return Call(d, version, X, consumer, start, body)
 
@@ -539,6 +549,7 @@ class ServingRuntime:
         error: bool,
         usage: bool = True,
         window: datetime | None = None,
+        limited: bool = False,
     ) -> None:
         if d is None:
             return
@@ -556,6 +567,7 @@ class ServingRuntime:
             counts[0] += 1
             counts[1] += rows
             counts[2] += int(error)
+            counts[3] += int(limited)
 
     def _log(
         self,
@@ -586,7 +598,7 @@ class ServingRuntime:
     def flush(self) -> None:
         """Add this replica's counters to the store's (one transaction)."""
         with self._lock:
-            usage, self._usage = self._usage, defaultdict(lambda: [0, 0, 0])
+            usage, self._usage = self._usage, defaultdict(lambda: [0, 0, 0, 0])
             stats, self._stats = self._stats, {}
             records, self._records = self._records, []
             arms = {
@@ -595,17 +607,18 @@ class ServingRuntime:
                 if isinstance(d.router, Bandit)
             }
         self.monitor.collect(stats)  # adds drift, prediction and quality states
-        if not (usage or stats or records or arms):
+        limited = self._limited_keys()
+        if not (usage or stats or records or arms or limited):
             return
         with self.platform.store.write() as s:
             # Counters of endpoints deleted meanwhile are dropped (one query, not one each).
             ids = {k[0] for k in usage} | {k[0] for k in stats} | set(arms)
             ids |= {r.endpoint_id for r in records}
             alive = set(s.scalars(select(Endpoint.id).where(Endpoint.id.in_(ids))))
-            for (endpoint_id, day, consumer), (req, rows, err) in usage.items():
+            for (endpoint_id, day, consumer), (req, rows, err, lim) in usage.items():
                 if endpoint_id not in alive:
                     continue
-                add_usage(s, endpoint_id, day, consumer, req, rows, err)
+                add_usage(s, endpoint_id, day, consumer, req, rows, err, lim)
             for (endpoint_id, version, window), state in stats.items():
                 if endpoint_id not in alive:
                     continue
@@ -636,6 +649,45 @@ class ServingRuntime:
                     else:
                         row.pulls += pulls
                         row.reward_sum += reward
+            totals = admitted(s, limited)
+        self._share_limits(limited, totals, usage)
+
+    # One rate limit over every replica ---------------------------------------------------
+
+    def _limited_keys(self) -> dict[tuple[int, str, str], tuple[int, str]]:
+        """Today's usage key of every rate-limit bucket -> the bucket's key; buckets idle
+        for ``BUCKET_IDLE_S`` are dropped (they would be full again)."""
+        day, now = self._today(), time.monotonic()
+        keys = {}
+        for key, bucket in list(self._buckets.items()):
+            if now - bucket[1] > BUCKET_IDLE_S:
+                self._buckets.pop(key, None)
+            else:
+                keys[(key[0], day, key[1][:80])] = key
+        return keys
+
+    def _share_limits(
+        self,
+        keys: dict[tuple[int, str, str], tuple[int, str]],
+        totals: dict[tuple[int, str, str], int],
+        usage: dict[tuple[int, str, str], list[int]],
+    ) -> None:
+        """Take from each bucket what the other replicas admitted since the last sync.
+
+        Every replica refills its bucket at the limit's rate and pays for every
+        admitted request, its own at once and the others' here (a second late), so
+        all of them together admit about the limit, however a balancer spreads the
+        calls. A bucket may owe up to one limit's worth.
+        """
+        seen, self._admitted = self._admitted, {}
+        for key, total in totals.items():
+            self._admitted[key] = total
+            before = seen.get(key)
+            own = usage.get(key)
+            others = 0 if before is None else total - before - (own[0] - own[3] if own else 0)
+            bucket = self._buckets.get(keys[key])
+            if others > 0 and bucket is not None:
+                bucket[0] = max(-bucket[2], bucket[0] - others)
 
 
 def _arm_stats(arms: dict[int, tuple[float, float]]) -> ArmStats:

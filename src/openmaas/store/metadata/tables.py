@@ -518,7 +518,12 @@ class EndpointConsumer(Base):
 
 
 class EndpointUsage(Base):
-    """Requests, rows and errors per consumer per day, added to by every replica."""
+    """Requests, rows and errors per consumer per day, added to by every replica.
+
+    ``limited``: the requests (among ``requests`` and ``errors``) refused by the rate
+    limit; what was admitted is ``requests - limited``, which replicas read back to
+    share one limit.
+    """
 
     __tablename__ = "endpoint_usage"
     endpoint_id: Mapped[int] = mapped_column(
@@ -529,6 +534,7 @@ class EndpointUsage(Base):
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     rows: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    limited: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class EndpointStat(Base):
