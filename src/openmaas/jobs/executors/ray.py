@@ -46,6 +46,8 @@ EXTRA = "openmaas[ray]"
 EXIT_TASK_FAILED = 70
 KILL_WAIT_S = 30.0
 MAILBOX_WAIT_S = 5.0
+#: Seconds between two looks of ``poll`` at the mailbox (progress is shown per second).
+NEWS_EVERY_S = 0.2
 #: Seconds between two looks of a supervisor at its attempt.
 SUPERVISE_TICK_S = 0.05
 _MEMORY_REPORT_S = 1.0
@@ -131,6 +133,7 @@ class RayHandle(Handle):
         super().__init__(claim)
         self.ref = ref
         self.final: Status | None = None
+        self.next_news = 0.0  # when poll next asks the mailbox
         self.memory_mb: float | None = None
         self.peak_memory_mb: float | None = None
 
@@ -194,10 +197,14 @@ class RayExecutor(Executor):
         h = _ray_handle(handle)
         if h.final is not None:
             return dataclasses.replace(h.final, progress=None)
+        done, _ = self.ray.wait([h.ref], timeout=0)
+        now = time.monotonic()
+        if not done and now < h.next_news:  # the mailbox is a round trip: not every tick
+            return Status(running=True, memory_mb=h.memory_mb, peak_memory_mb=h.peak_memory_mb)
+        h.next_news = now + NEWS_EVERY_S
         news = self._news(h)
         h.memory_mb = news.get("memory_mb", h.memory_mb)
         h.peak_memory_mb = news.get("peak_memory_mb", h.peak_memory_mb)
-        done, _ = self.ray.wait([h.ref], timeout=0)
         if not done:
             return Status(
                 running=True, progress=news.get("progress"), memory_mb=h.memory_mb,
