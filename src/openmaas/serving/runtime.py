@@ -608,7 +608,11 @@ class ServingRuntime:
             }
         self.monitor.collect(stats)  # adds drift, prediction and quality states
         limited = self._limited_keys()
-        if not (usage or stats or records or arms or limited):
+        if not (usage or stats or records or arms):
+            if limited:  # nothing to add: a read is enough to learn the others' share
+                with self.platform.store.read() as s:
+                    totals = admitted(s, limited)
+                self._share_limits(limited, totals, usage)
             return
         with self.platform.store.write() as s:
             # Counters of endpoints deleted meanwhile are dropped (one query, not one each).
