@@ -25,7 +25,7 @@ from openmaas.client._http import Http, Progress, q
 from openmaas.client._poll import poll_until_done
 from openmaas.client.models import Algorithm, Leaderboard, Page, Record, Run
 from openmaas.client.models import record_id as _id
-from openmaas.client.resources import Projects, TaskRef, Tasks
+from openmaas.client.resources import Datasets, Projects, TaskRef, Tasks
 from openmaas.client.tracking import ActiveRun
 from openmaas.errors import OpenMaaSError
 
@@ -83,12 +83,10 @@ class Runs:
     ) -> None:
         self._http = http
         self._projects = projects or Projects(http)
-        self._tasks = tasks
+        self._tasks = tasks or Tasks(http, self._projects, Datasets(http, self._projects))
 
     def task_id(self, task: TaskRef) -> int:
         """``task``'s id (names resolved as :meth:`Tasks.resolve` does)."""
-        if self._tasks is None:
-            return _id(task)  # type: ignore[arg-type]
         return self._tasks.resolve(task)
 
     def _run(self, data: dict[str, Any]) -> Run:

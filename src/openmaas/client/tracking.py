@@ -236,8 +236,7 @@ def evaluate(
     client: Client, task: TaskRef, estimator: Any, *, name: str = "", description: str = ""
 ) -> Run:
     """Fit ``estimator`` on each outer fold here; upload its predictions as an external run."""
-    record = task if isinstance(task, Task) else client.tasks.get(task)
-    return evaluate_with(client._http, record, estimator, name=name, description=description)
+    return evaluate_with(client._http, task, estimator, name=name, description=description)
 
 
 def evaluate_with(
@@ -248,7 +247,8 @@ def evaluate_with(
 
     import pandas as pd
 
-    record = task if isinstance(task, Task) else Task(http.get(f"/tasks/{task}"))
+    runs = _runs_of(http)
+    record = task if isinstance(task, Task) else runs._tasks.get(task)
     frames = []
     for path, params in (
         (f"/datasets/{record.dataset_id}/versions/{record.dataset_version}/download",
@@ -261,7 +261,7 @@ def evaluate_with(
         frames.append(pd.read_parquet(buf))
     predictions = cross_predict(record.spec, frames[0], frames[1], estimator)
     return submit_predictions(
-        _runs_of(http), record, predictions, algorithm=_algorithm(estimator),
+        runs, record, predictions, algorithm=_algorithm(estimator),
         params=_estimator_params(estimator), name=name, description=description,
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ live here; :mod:`.recommendation` and :mod:`.sequence` hold the others.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -132,15 +133,7 @@ class Tabular(TaskAdapter):
         self, pipe: Pipeline, rows: Rows, seen: Rows, output: Any = None
     ) -> tuple[pd.DataFrame, Scores]:
         model = pipe.steps[-1][1]
-        argmax = getattr(model, "predicts_argmax_proba", False)
-        if output is not None and (self.classes is None or argmax):
-            raw_proba, pred = (output, None) if self.classes is not None else (None, output)
-        else:
-            X = pipe[:-1].transform(self.X.iloc[rows])
-            raw_proba = model.predict_proba(X) if self.classes is not None else None
-            pred = None if raw_proba is not None and argmax else model.predict(X)
-        if pred is None:
-            pred = model.classes_[np.argmax(raw_proba, axis=1)]  # one pass over the trees
+        raw_proba, pred = self._predict(pipe, rows, output)
         out = pd.DataFrame({"row": rows})
         if self.multi:
             pred = np.asarray(pred).reshape(len(rows), -1)
@@ -157,6 +150,18 @@ class Tabular(TaskAdapter):
             self.spec.metrics, self.y[rows], pred, proba, classes=self.classes, log=self.log
         )
         return out, scores
+
+    def _predict(self, pipe: Pipeline, rows: Rows, output: Any) -> tuple[Any, Any]:
+        """(probabilities or None, predictions) of ``rows``, from ``output`` where it has
+        them (it is ``predict_proba``'s for classifiers, ``predict``'s otherwise)."""
+        model = pipe.steps[-1][1]
+        X = functools.cache(lambda: pipe[:-1].transform(self.X.iloc[rows]))
+        if self.classes is None:
+            return None, model.predict(X()) if output is None else output
+        proba = model.predict_proba(X()) if output is None else output
+        if getattr(model, "predicts_argmax_proba", False):
+            return proba, model.classes_[np.argmax(proba, axis=1)]  # one pass over the trees
+        return proba, model.predict(X())
 
 
 def align_proba(proba: Any, model_classes: Any, classes: np.ndarray) -> np.ndarray:
