@@ -152,7 +152,9 @@ def test_labels_give_live_quality_and_stats_count_latency(served, http) -> None:
     mine = [s for s in stats if s["version_id"] == served["version"]]
     assert sum(s["requests"] for s in mine) == 51 and sum(s["rows"] for s in mine) == 202
     assert sum(sum(s["latency_buckets"]) for s in mine) == 51
-    assert all(s["latency_ms_p50"] is not None and "monitor" not in s["state"] for s in mine)
+    # windows are 0.25 s: a label may land in a window without requests (no latency there)
+    assert all((s["latency_ms_p50"] is not None) == (s["requests"] > 0) for s in mine)
+    assert all("monitor" not in s["state"] for s in mine)
     assert len(mine[0]["latency_buckets"]) == len(mine[0]["latency_buckets_ms"]) + 1
 
     text = http.get("/metrics", headers=auth).text
